@@ -1,0 +1,272 @@
+//! Frames on the broker↔worker socket: a `u32` little-endian length, then a bincode payload.
+//!
+//! Length framing is tokio-util's [`LengthDelimitedCodec`] (with the maximum frame size of
+//! [`MAX_IPC_FRAME`]); this file adds the typed bincode layer on top. It is the only file that
+//! names bincode, so replacing bincode (DESIGN.md 9) touches nothing else.
+
+use std::io;
+use std::marker::PhantomData;
+
+use bytes::{Bytes, BytesMut};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+use crate::limits::MAX_IPC_FRAME;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("frame of {len} bytes is over the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("undecodable frame: {0}")]
+    Undecodable(String),
+    #[error("frame has {0} trailing bytes after its message")]
+    Trailing(usize),
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard()
+}
+
+/// Encodes one message as a frame payload (without the length prefix).
+pub fn encode_payload<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(msg, config()).map_err(|e| CodecError::Undecodable(e.to_string()))
+}
+
+/// Decodes one frame payload; the whole payload must be one message.
+pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (msg, used) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError::Undecodable(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::Trailing(bytes.len() - used));
+    }
+    Ok(msg)
+}
+
+/// Encodes one message as a complete frame, length prefix included.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    let payload = encode_payload(msg)?;
+    if payload.len() > MAX_IPC_FRAME {
+        return Err(CodecError::TooLarge {
+            len: payload.len(),
+            max: MAX_IPC_FRAME,
+        });
+    }
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&payload);
+    Ok(frame)
+}
+
+/// A tokio-util codec that reads `In` and writes `Out` (each side names its own direction).
+pub struct FrameCodec<In, Out> {
+    frames: LengthDelimitedCodec,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+impl<In, Out> Default for FrameCodec<In, Out> {
+    fn default() -> Self {
+        FrameCodec {
+            frames: LengthDelimitedCodec::builder()
+                .little_endian()
+                .length_field_length(4)
+                .max_frame_length(MAX_IPC_FRAME)
+                .new_codec(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
+    type Item = In;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
+        // Read the announced length ourselves so an oversized frame is refused with its size
+        // before any of it is buffered.
+        if src.len() >= 4 {
+            let len = u32::from_le_bytes([src[0], src[1], src[2], src[3]]) as usize;
+            if len > MAX_IPC_FRAME {
+                return Err(CodecError::TooLarge {
+                    len,
+                    max: MAX_IPC_FRAME,
+                });
+            }
+        }
+        match self.frames.decode(src)? {
+            Some(frame) => decode_payload(&frame).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
+    type Error = CodecError;
+
+    fn encode(&mut self, msg: Out, dst: &mut BytesMut) -> Result<(), CodecError> {
+        let payload = encode_payload(&msg)?;
+        if payload.len() > MAX_IPC_FRAME {
+            return Err(CodecError::TooLarge {
+                len: payload.len(),
+                max: MAX_IPC_FRAME,
+            });
+        }
+        self.frames.encode(Bytes::from(payload), dst)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::browser::{ClientMessage, ErrorCode, ServerMessage};
+    use crate::ipc::{BrokerToWorker, Hello, TabBatch, WorkerToBroker};
+    use crate::value::Value;
+
+    type WorkerSide = FrameCodec<BrokerToWorker, WorkerToBroker>;
+    type BrokerSide = FrameCodec<WorkerToBroker, BrokerToWorker>;
+
+    fn round_trip_to_worker(msg: BrokerToWorker) -> BrokerToWorker {
+        let mut buf = BytesMut::new();
+        BrokerSide::default().encode(msg, &mut buf).unwrap();
+        WorkerSide::default().decode(&mut buf).unwrap().unwrap()
+    }
+
+    #[test]
+    fn every_shape_round_trips() {
+        let frame = BrokerToWorker::Frame {
+            tab: 3,
+            user_event: true,
+            messages: vec![
+                ClientMessage::Create {
+                    id: 2,
+                    parent_id: Some(1),
+                    value: Some(Value::Object(vec![("a".into(), Value::Float(1.5))])),
+                    properties: vec![("path".into(), "a.b".into())],
+                    nowatch: false,
+                    unbound: true,
+                },
+                ClientMessage::Update {
+                    var_id: 2,
+                    value: Some(Value::Null),
+                    properties: vec![],
+                },
+                ClientMessage::GetObjects {
+                    obj_ids: vec![1, 2],
+                },
+            ],
+        };
+        assert_eq!(round_trip_to_worker(frame.clone()), frame);
+
+        let reply = WorkerToBroker::Send(vec![TabBatch {
+            tab: 1,
+            messages: vec![
+                ServerMessage::Update {
+                    var_id: 1,
+                    value: Some(Value::Array(vec![
+                        Value::ObjRef(4),
+                        Value::String("é".into()),
+                    ])),
+                    properties: vec![("type".into(), "App".into())],
+                },
+                ServerMessage::Error {
+                    var_id: None,
+                    code: ErrorCode::LuaError,
+                    description: "boom".into(),
+                },
+            ],
+        }]);
+        let mut buf = BytesMut::new();
+        WorkerSide::default()
+            .encode(reply.clone(), &mut buf)
+            .unwrap();
+        assert_eq!(BrokerSide::default().decode(&mut buf).unwrap(), Some(reply));
+    }
+
+    #[test]
+    fn frame_is_length_prefixed_little_endian() {
+        let hello = WorkerToBroker::Hello(Hello {
+            version: 1,
+            token: [7; 32],
+            pid: 42,
+        });
+        let bytes = encode_frame(&hello).unwrap();
+        let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, bytes.len() - 4);
+        assert_eq!(
+            decode_payload::<WorkerToBroker>(&bytes[4..]).unwrap(),
+            hello
+        );
+    }
+
+    #[test]
+    fn partial_frame_waits_for_more_bytes() {
+        let bytes = encode_frame(&BrokerToWorker::Ping { seq: 9 }).unwrap();
+        let mut codec = WorkerSide::default();
+        let mut buf = BytesMut::from(&bytes[..bytes.len() - 1]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(&bytes[bytes.len() - 1..]);
+        assert_eq!(
+            codec.decode(&mut buf).unwrap(),
+            Some(BrokerToWorker::Ping { seq: 9 })
+        );
+    }
+
+    #[test]
+    fn oversized_length_prefix_is_refused_before_buffering() {
+        let mut buf = BytesMut::from(&u32::MAX.to_le_bytes()[..]);
+        match WorkerSide::default().decode(&mut buf) {
+            Err(CodecError::TooLarge { len, .. }) => assert_eq!(len, u32::MAX as usize),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_payload_is_undecodable() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&4u32.to_le_bytes());
+        buf.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(
+            WorkerSide::default().decode(&mut buf),
+            Err(CodecError::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut payload = encode_payload(&BrokerToWorker::Shutdown).unwrap();
+        payload.push(0);
+        assert!(matches!(
+            decode_payload::<BrokerToWorker>(&payload),
+            Err(CodecError::Trailing(1))
+        ));
+    }
+
+    #[test]
+    fn empty_frame_is_undecodable() {
+        let mut buf = BytesMut::from(&0u32.to_le_bytes()[..]);
+        assert!(matches!(
+            WorkerSide::default().decode(&mut buf),
+            Err(CodecError::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_message_is_not_sent() {
+        let huge = BrokerToWorker::Frame {
+            tab: 1,
+            user_event: false,
+            messages: vec![ClientMessage::Update {
+                var_id: 2,
+                value: Some(Value::String("x".repeat(MAX_IPC_FRAME + 1))),
+                properties: vec![],
+            }],
+        };
+        let mut buf = BytesMut::new();
+        assert!(matches!(
+            BrokerSide::default().encode(huge, &mut buf),
+            Err(CodecError::TooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,120 @@
+//! Broker ↔ worker messages (DESIGN.md 5). Plain structs and externally tagged enums only:
+//! bincode's serde path is not self-describing (no `skip_serializing_if`, no untagged enums).
+//!
+//! A worker's life on the wire: it connects and sends [`WorkerToBroker::Hello`]; the broker
+//! checks token, pid and version, then sends [`BrokerToWorker::Start`]; the worker runs
+//! `main.lua` and answers [`WorkerToBroker::Ready`] or [`WorkerToBroker::Failed`]. After that
+//! tabs come and go ([`BrokerToWorker::TabOpened`] / [`BrokerToWorker::TabClosed`]), their
+//! frames arrive as [`BrokerToWorker::Frame`], and the worker pushes [`WorkerToBroker::Send`]
+//! batches whenever something a tab watches changes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::browser::{ClientMessage, Properties, ServerMessage, VarId};
+use crate::limits::TOKEN_LEN;
+use crate::value::Value;
+
+/// The broker's number for one connected tab of a session; unique within the session.
+pub type TabId = u32;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Must equal [`crate::PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The one-time token the broker gave this worker at spawn.
+    pub token: [u8; TOKEN_LEN],
+    /// The worker's own pid, checked against the socket's peer credentials.
+    pub pid: u32,
+}
+
+/// Per-session Lua limits, sent in [`StartSession`] so one worker build serves any flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LuaLimits {
+    /// Lua allocator ceiling; past it allocations fail with a Lua memory error. 0 = none.
+    pub memory_bytes: u64,
+    /// Wall-clock budget of one Lua turn (`main.lua`, one frame, one timer callback). 0 = none.
+    pub turn_time_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartSession {
+    /// The compact id Lua sees as `session._sessionID`.
+    pub vended_id: u64,
+    /// The 32-hex session id, for log lines only.
+    pub session_id: String,
+    /// Directory holding the app's `main.lua`.
+    pub app_dir: String,
+    pub limits: LuaLimits,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum BrokerToWorker {
+    Start(StartSession),
+    TabOpened {
+        tab: TabId,
+    },
+    /// One browser frame, already validated.
+    Frame {
+        tab: TabId,
+        user_event: bool,
+        messages: Vec<ClientMessage>,
+    },
+    /// The tab is gone: the variables it created are destroyed.
+    TabClosed {
+        tab: TabId,
+    },
+    /// Liveness check; the worker answers [`WorkerToBroker::Pong`] with the same `seq`.
+    Ping {
+        seq: u64,
+    },
+    /// Ask for every variable of the session (the debug pages).
+    DebugVariables {
+        request: u64,
+    },
+    /// Finish the current turn and exit 0.
+    Shutdown,
+}
+
+/// What one tab should receive, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TabBatch {
+    pub tab: TabId,
+    pub messages: Vec<ServerMessage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WorkerToBroker {
+    Hello(Hello),
+    /// `main.lua` ran and created variable 1, whose value JSON this is.
+    Ready {
+        app: Value,
+    },
+    /// `main.lua` failed (or never created variable 1); the worker exits after sending this.
+    Failed {
+        error: String,
+    },
+    /// Messages for tabs, produced by one turn.
+    Send(Vec<TabBatch>),
+    Pong {
+        seq: u64,
+    },
+    DebugVariables {
+        request: u64,
+        variables: Vec<DebugVariable>,
+    },
+}
+
+/// One variable as the debug pages show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DebugVariable {
+    pub id: VarId,
+    /// The tab that created it; `None` for the app variable and server-created ones.
+    pub tab: Option<TabId>,
+    pub parent_id: Option<VarId>,
+    pub path: String,
+    pub value: Option<Value>,
+    pub properties: Properties,
+    pub child_ids: Vec<VarId>,
+    pub error: Option<String>,
+    pub access: String,
+}

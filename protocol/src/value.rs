@@ -1,0 +1,136 @@
+//! [`Value`]: the variable protocol's "value JSON", as a type bincode can carry.
+//!
+//! bincode's serde path is not self-describing, so `serde_json::Value` cannot cross the socket
+//! (DESIGN.md 9). This enum mirrors JSON, keeps Lua's integer/float split, and has a variant for
+//! object references (`{"obj": N}`), which the tracker produces for every non-array table. The
+//! broker converts browser JSON to it once, at its edge, and back when it writes to a tab.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::limits::MAX_VALUE_DEPTH;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Array(Vec<Value>),
+    /// A JSON object, fields in order. Only browsers send these (the tracker sends tables as
+    /// [`Value::ObjRef`]).
+    Object(Vec<(String, Value)>),
+    /// `{"obj": N}`: a reference to a Lua table registered in the session's object registry.
+    ObjRef(i64),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ValueError {
+    #[error("value nested deeper than {MAX_VALUE_DEPTH} levels")]
+    TooDeep,
+}
+
+impl Value {
+    /// Converts browser JSON. `{"obj": N}` (exactly that one key, an integer) becomes an
+    /// [`Value::ObjRef`], so a tab can hand a reference back to the server.
+    pub fn from_json(json: &Json) -> Result<Value, ValueError> {
+        Self::from_json_at(json, 0)
+    }
+
+    fn from_json_at(json: &Json, depth: usize) -> Result<Value, ValueError> {
+        if depth > MAX_VALUE_DEPTH {
+            return Err(ValueError::TooDeep);
+        }
+        Ok(match json {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Json::String(s) => Value::String(s.clone()),
+            Json::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| Self::from_json_at(v, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Json::Object(map) => {
+                if map.len() == 1 {
+                    if let Some(id) = map.get("obj").and_then(Json::as_i64) {
+                        return Ok(Value::ObjRef(id));
+                    }
+                }
+                Value::Object(
+                    map.iter()
+                        .map(|(k, v)| Ok((k.clone(), Self::from_json_at(v, depth + 1)?)))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+        })
+    }
+
+    /// Converts to JSON for a tab. Non-finite floats have no JSON form and become `null`.
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int(i) => Json::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Json::Number)
+                .unwrap_or(Json::Null),
+            Value::String(s) => Json::String(s.clone()),
+            Value::Array(items) => Json::Array(items.iter().map(Value::to_json).collect()),
+            Value::Object(fields) => Json::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+            Value::ObjRef(id) => serde_json::json!({ "obj": id }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_round_trip_keeps_every_shape() {
+        let j = json!({"a": [1, 2.5, "x", null, true], "b": {"c": -3}});
+        let v = Value::from_json(&j).unwrap();
+        assert_eq!(v.to_json(), j);
+    }
+
+    #[test]
+    fn obj_key_alone_is_a_reference() {
+        assert_eq!(
+            Value::from_json(&json!({"obj": 7})).unwrap(),
+            Value::ObjRef(7)
+        );
+        assert!(matches!(
+            Value::from_json(&json!({"obj": 7, "x": 1})).unwrap(),
+            Value::Object(_)
+        ));
+        assert_eq!(Value::ObjRef(7).to_json(), json!({"obj": 7}));
+    }
+
+    #[test]
+    fn integers_and_floats_stay_apart() {
+        assert_eq!(Value::from_json(&json!(3)).unwrap(), Value::Int(3));
+        assert_eq!(Value::from_json(&json!(3.5)).unwrap(), Value::Float(3.5));
+        assert_eq!(Value::Float(f64::NAN).to_json(), Json::Null);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let mut j = json!(1);
+        for _ in 0..(MAX_VALUE_DEPTH + 2) {
+            j = json!([j]);
+        }
+        assert_eq!(Value::from_json(&j), Err(ValueError::TooDeep));
+    }
+}

@@ -1,0 +1,138 @@
+//! Per-turn limits on Lua: a wall-clock deadline checked by an instruction-count hook, and the
+//! allocator ceiling. A "turn" is one unit of work the worker hands to Lua: running `main.lua`,
+//! handling one tab frame, or one timer callback (DESIGN.md 7).
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mlua::{HookTriggers, Lua, VmState};
+use protocol::ErrorCode;
+
+/// How often (in VM instructions) the hook looks at the clock: often enough that a runaway
+/// loop overshoots its budget by microseconds, rarely enough to cost nothing measurable.
+const CHECK_EVERY: u32 = 10_000;
+
+/// Start of every message the time-limit hook raises; [`error_code`] recognises it.
+pub const TIME_LIMIT_MARKER: &str = "luabroker: Lua time limit";
+
+/// The deadline of the turn in progress, shared with the hook.
+#[derive(Clone)]
+pub struct TurnBudget {
+    per_turn: Option<Duration>,
+    deadline: Rc<Cell<Option<Instant>>>,
+}
+
+impl TurnBudget {
+    /// Installs the hook (and the memory ceiling) on `lua`. `turn_time_ms` or `memory_bytes`
+    /// of 0 means no limit.
+    pub fn install(lua: &Lua, turn_time_ms: u64, memory_bytes: u64) -> mlua::Result<TurnBudget> {
+        if memory_bytes > 0 {
+            lua.set_memory_limit(memory_bytes as usize)?;
+        }
+        let budget = TurnBudget {
+            per_turn: (turn_time_ms > 0).then(|| Duration::from_millis(turn_time_ms)),
+            deadline: Rc::new(Cell::new(None)),
+        };
+        if let Some(per_turn) = budget.per_turn {
+            let deadline = budget.deadline.clone();
+            lua.set_global_hook(
+                HookTriggers::new().every_nth_instruction(CHECK_EVERY),
+                move |_, _| match deadline.get() {
+                    Some(d) if Instant::now() >= d => Err(mlua::Error::RuntimeError(format!(
+                        "{TIME_LIMIT_MARKER} of {per_turn:?} exceeded"
+                    ))),
+                    _ => Ok(VmState::Continue),
+                },
+            )?;
+        }
+        Ok(budget)
+    }
+
+    /// Starts a new turn: the clock starts from now.
+    pub fn begin_turn(&self) {
+        self.deadline
+            .set(self.per_turn.map(|per_turn| Instant::now() + per_turn));
+    }
+
+    /// Ends the turn: Lua run outside a turn (finalizers at exit) is not timed.
+    pub fn end_turn(&self) {
+        self.deadline.set(None);
+    }
+}
+
+/// The `error` code for a failed Lua call: `limit` when a budget stopped it, else `lua-error`.
+pub fn error_code(err: &mlua::Error) -> ErrorCode {
+    if is_limit(err) {
+        ErrorCode::Limit
+    } else {
+        ErrorCode::LuaError
+    }
+}
+
+/// Whether the error (or what caused it, through callbacks) is a memory or time limit.
+pub fn is_limit(err: &mlua::Error) -> bool {
+    match err {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::RuntimeError(msg) => msg.contains(TIME_LIMIT_MARKER),
+        mlua::Error::CallbackError { cause, .. } => is_limit(cause),
+        mlua::Error::WithContext { cause, .. } => is_limit(cause),
+        other => other.to_string().contains(TIME_LIMIT_MARKER),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runaway_loop_is_stopped_with_a_limit_error() {
+        let lua = Lua::new();
+        let budget = TurnBudget::install(&lua, 50, 0).unwrap();
+        budget.begin_turn();
+        let started = Instant::now();
+        let err = lua.load("while true do end").exec().unwrap_err();
+        assert!(is_limit(&err), "{err}");
+        assert_eq!(error_code(&err), ErrorCode::Limit);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // The next turn gets a fresh budget.
+        budget.begin_turn();
+        lua.load("local x = 0 for i = 1, 1000 do x = x + i end")
+            .exec()
+            .unwrap();
+    }
+
+    #[test]
+    fn pcall_cannot_swallow_the_deadline_forever() {
+        let lua = Lua::new();
+        let budget = TurnBudget::install(&lua, 50, 0).unwrap();
+        budget.begin_turn();
+        let err = lua
+            .load("while true do pcall(function() while true do end end) end")
+            .exec()
+            .unwrap_err();
+        assert!(is_limit(&err), "{err}");
+    }
+
+    #[test]
+    fn allocation_past_the_ceiling_is_a_limit_error() {
+        let lua = Lua::new();
+        let budget = TurnBudget::install(&lua, 0, 8 * 1024 * 1024).unwrap();
+        budget.begin_turn();
+        let err = lua
+            .load("local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end")
+            .exec()
+            .unwrap_err();
+        assert!(is_limit(&err), "{err}");
+        // The VM is still usable afterwards.
+        lua.load("collectgarbage()").exec().unwrap();
+        assert_eq!(lua.load("return 1 + 1").eval::<i64>().unwrap(), 2);
+    }
+
+    #[test]
+    fn ordinary_errors_are_lua_errors() {
+        let lua = Lua::new();
+        let err = lua.load("error('boom')").exec().unwrap_err();
+        assert_eq!(error_code(&err), ErrorCode::LuaError);
+    }
+}

@@ -1,0 +1,215 @@
+//! The worker process: connect to the broker, prove who we are, run `main.lua`, then serve the
+//! session's tabs until the broker says stop or goes away.
+//!
+//! The broker starts us by re-executing itself with three environment variables: the path of its
+//! private worker socket, a one-time token, and its pid. We die with the broker twice over: a
+//! parent-death signal (armed first thing, then `getppid()` re-checked in case the broker died
+//! before it was armed), and EOF on the socket.
+
+use std::process::ExitCode;
+
+use futures_util::{SinkExt, StreamExt};
+use interprocess::local_socket::tokio::{prelude::*, Stream};
+use interprocess::local_socket::{GenericFilePath, ToFsName};
+use protocol::codec::FrameCodec;
+use protocol::ipc::{BrokerToWorker, Hello, TabBatch, WorkerToBroker};
+use protocol::limits::TOKEN_LEN;
+use protocol::PROTOCOL_VERSION;
+use tokio_util::codec::Framed;
+
+use crate::session::LuaSession;
+
+pub const ENV_SOCKET: &str = "LUABROKER_WORKER_SOCKET";
+pub const ENV_TOKEN: &str = "LUABROKER_WORKER_TOKEN";
+pub const ENV_PARENT: &str = "LUABROKER_WORKER_PARENT";
+
+/// Exit codes the broker reports when a worker ends (anything else is unexpected).
+pub mod exit {
+    /// Shut down on request, or the broker went away.
+    pub const OK: u8 = 0;
+    /// Started wrongly (missing environment, broker already gone).
+    pub const SETUP: u8 = 2;
+    /// The socket failed or carried something undecodable.
+    pub const PROTOCOL: u8 = 3;
+    /// `main.lua` failed; the error was reported as `Failed`.
+    pub const MAIN_FAILED: u8 = 4;
+}
+
+type Link = Framed<Stream, FrameCodec<BrokerToWorker, WorkerToBroker>>;
+
+/// Entry point of worker mode. Never returns to the broker's code: the caller exits with it.
+pub fn run() -> ExitCode {
+    init_logging();
+    let (socket, token, parent) = match read_env() {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!("worker started wrongly: {e}");
+            return ExitCode::from(exit::SETUP);
+        }
+    };
+    if let Err(e) = die_with_parent(parent) {
+        tracing::error!("{e}");
+        return ExitCode::from(exit::SETUP);
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot build runtime: {e}");
+            return ExitCode::from(exit::SETUP);
+        }
+    };
+    ExitCode::from(rt.block_on(serve(socket, token)))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn read_env() -> Result<(String, [u8; TOKEN_LEN], i32), String> {
+    let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+    let socket = var(ENV_SOCKET)?;
+    let hex = var(ENV_TOKEN)?;
+    let mut token = [0u8; TOKEN_LEN];
+    if hex.len() != TOKEN_LEN * 2 {
+        return Err(format!("{ENV_TOKEN} must be {} hex digits", TOKEN_LEN * 2));
+    }
+    for (i, byte) in token.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .map_err(|_| format!("{ENV_TOKEN} is not hex"))?;
+    }
+    let parent = var(ENV_PARENT)?
+        .parse()
+        .map_err(|_| format!("{ENV_PARENT} is not a pid"))?;
+    Ok((socket, token, parent))
+}
+
+/// Arms the parent-death signal, then checks the broker did not die before it was armed.
+fn die_with_parent(parent: i32) -> Result<(), String> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("cannot arm parent-death signal: {e}"))?;
+    if nix::unistd::getppid().as_raw() != parent {
+        return Err("the broker is already gone".into());
+    }
+    Ok(())
+}
+
+async fn serve(socket: String, token: [u8; TOKEN_LEN]) -> u8 {
+    let name = match socket.as_str().to_fs_name::<GenericFilePath>() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!("bad socket path {socket}: {e}");
+            return exit::SETUP;
+        }
+    };
+    let stream = match Stream::connect(name).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot connect to the broker at {socket}: {e}");
+            return exit::SETUP;
+        }
+    };
+    let mut link: Link = Framed::new(stream, FrameCodec::default());
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        token,
+        pid: std::process::id(),
+    };
+    if link.send(WorkerToBroker::Hello(hello)).await.is_err() {
+        return exit::OK; // the broker is gone
+    }
+    let start = match link.next().await {
+        Some(Ok(BrokerToWorker::Start(start))) => start,
+        Some(Ok(BrokerToWorker::Shutdown)) | None => return exit::OK,
+        Some(Ok(other)) => {
+            tracing::error!("expected Start, got {other:?}");
+            return exit::PROTOCOL;
+        }
+        Some(Err(e)) => {
+            tracing::error!("broker link: {e}");
+            return exit::PROTOCOL;
+        }
+    };
+    let span = tracing::info_span!("session", id = %start.session_id, vended = start.vended_id);
+    let _enter = span.enter();
+
+    let mut session = match LuaSession::new(&start) {
+        Ok(s) => s,
+        Err(e) => {
+            let error = format!("cannot build the Lua VM: {e}");
+            let _ = link.send(WorkerToBroker::Failed { error }).await;
+            return exit::MAIN_FAILED;
+        }
+    };
+    match session.load_main() {
+        Ok(app) => {
+            if link.send(WorkerToBroker::Ready { app }).await.is_err() {
+                return exit::OK;
+            }
+        }
+        Err(error) => {
+            tracing::warn!("main.lua failed: {error}");
+            let _ = link.send(WorkerToBroker::Failed { error }).await;
+            return exit::MAIN_FAILED;
+        }
+    }
+    run_loop(&mut session, &mut link).await
+}
+
+/// The session's steady state: one broker message at a time, each a Lua turn.
+async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
+    loop {
+        let msg = match link.next().await {
+            None => return exit::OK,
+            Some(Ok(msg)) => msg,
+            Some(Err(e)) => {
+                tracing::error!("broker link: {e}");
+                return exit::PROTOCOL;
+            }
+        };
+        let reply = match msg {
+            BrokerToWorker::Frame { tab, messages, .. } => {
+                session.budget().begin_turn();
+                let batches = session.backend().handle_frame(tab, messages);
+                session.budget().end_turn();
+                send_batches(batches)
+            }
+            BrokerToWorker::TabOpened { tab } => {
+                session.backend().tab_opened(tab);
+                None
+            }
+            BrokerToWorker::TabClosed { tab } => {
+                session.budget().begin_turn();
+                let batches = session.backend().tab_closed(tab);
+                session.budget().end_turn();
+                send_batches(batches)
+            }
+            BrokerToWorker::Ping { seq } => Some(WorkerToBroker::Pong { seq }),
+            BrokerToWorker::DebugVariables { request } => Some(WorkerToBroker::DebugVariables {
+                request,
+                variables: session.backend().debug_variables(),
+            }),
+            BrokerToWorker::Shutdown => return exit::OK,
+            BrokerToWorker::Start(_) => {
+                tracing::error!("Start sent twice");
+                return exit::PROTOCOL;
+            }
+        };
+        if let Some(reply) = reply {
+            if link.send(reply).await.is_err() {
+                return exit::OK;
+            }
+        }
+    }
+}
+
+fn send_batches(batches: Vec<TabBatch>) -> Option<WorkerToBroker> {
+    (!batches.is_empty()).then_some(WorkerToBroker::Send(batches))
+}

@@ -1,0 +1,72 @@
+//! LuaSession: one session's Lua VM, its `session` global, and the loading of `main.lua`
+//! (the seed's `CreateLuaSession` → `createSessionTable` → `setGlobal("session")` →
+//! `loadMainLua`). It owns the [`LuaBackend`] that tracks the app's variables, and the
+//! [`TurnBudget`] that bounds every turn.
+
+use std::path::{Path, PathBuf};
+
+use mlua::{Lua, Table};
+use protocol::ipc::StartSession;
+use protocol::Value;
+
+use crate::backend::LuaBackend;
+use crate::budget::TurnBudget;
+use crate::sandbox;
+
+pub struct LuaSession {
+    lua: Lua,
+    backend: LuaBackend,
+    budget: TurnBudget,
+    app_dir: PathBuf,
+}
+
+impl LuaSession {
+    /// A fresh VM with the sandbox, the limits and the `session` global installed.
+    pub fn new(start: &StartSession) -> mlua::Result<LuaSession> {
+        let lua = sandbox::new_vm()?;
+        let budget =
+            TurnBudget::install(&lua, start.limits.turn_time_ms, start.limits.memory_bytes)?;
+        let session: Table = lua.create_table()?;
+        session.raw_set("_sessionID", start.vended_id)?;
+        session.raw_set("reloading", false)?;
+        let backend = LuaBackend::new(&lua, &session)?;
+        lua.globals().raw_set("session", session)?;
+        Ok(LuaSession {
+            lua,
+            backend,
+            budget,
+            app_dir: PathBuf::from(&start.app_dir),
+        })
+    }
+
+    pub fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
+    pub fn app_dir(&self) -> &Path {
+        &self.app_dir
+    }
+
+    pub fn backend(&mut self) -> &mut LuaBackend {
+        &mut self.backend
+    }
+
+    pub fn budget(&self) -> &TurnBudget {
+        &self.budget
+    }
+
+    /// Runs `main.lua` as one turn. On success returns variable 1's value JSON; otherwise the
+    /// error text a person needs (file and line for Lua errors).
+    pub fn load_main(&mut self) -> Result<Value, String> {
+        let path = self.app_dir.join("main.lua");
+        let code =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        self.budget.begin_turn();
+        let ran = self.lua.load(code).set_name("@main.lua").exec();
+        self.budget.end_turn();
+        ran.map_err(|e| e.to_string())?;
+        self.backend.app_value().ok_or_else(|| {
+            "main.lua finished without calling session:createAppVariable".to_string()
+        })
+    }
+}

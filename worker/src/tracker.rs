@@ -1,0 +1,2 @@
+//! Tracker: variables, the object registry, paths, value JSON, change sets. (Comes with the
+//! backend.)
