@@ -1,1 +1,140 @@
-fn main() {}
+//! luabroker: one executable that is the broker (HTTP server, session manager, supervisor)
+//! or, when re-executed by itself with `__worker`, one session's worker.
+
+mod app_dir;
+mod broker;
+mod config;
+mod http;
+mod manager;
+mod metrics;
+mod page;
+mod reaper;
+mod server;
+mod session;
+mod shutdown;
+mod spawner;
+mod worker_handle;
+mod worker_socket;
+mod ws;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::app_dir::AppDir;
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::reaper::Reaper;
+
+fn main() -> ExitCode {
+    // Worker mode is decided before any flag parsing: a worker inherits the broker's
+    // LUABROKER_* environment and must not interpret it.
+    if std::env::args_os().nth(1).as_deref() == Some(spawner::WORKER_ARG.as_ref()) {
+        return worker::process::run();
+    }
+    let config = Config::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    raise_fd_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("luabroker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("luabroker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> std::io::Result<()> {
+    // Before the first child exists, so no exit is missed.
+    let reaper = Reaper::start()?;
+    let app = AppDir::resolve(config.lua_dir.as_deref())?;
+    tracing::info!(app = %app.path().display(), builtin = app.is_builtin(), "serving Lua app");
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+        })?;
+    let addr = listener.local_addr()?;
+    let broker = Broker::new(config, app.path().to_path_buf(), reaper)?;
+
+    let maintenance = tokio::spawn(maintain(broker.clone()));
+    let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server =
+        axum::serve(listener, http::router(broker.clone())).with_graceful_shutdown(async {
+            let _ = accepting_stopped.await;
+        });
+    let server = tokio::spawn(async move { server.await });
+
+    println!("listening on http://{addr}");
+    std::io::stdout().flush()?;
+
+    let signal = shutdown::signalled().await;
+    tracing::info!("{signal} received: stopping");
+    let _ = stop_accepting.send(());
+    broker.manager.close();
+    broker.shutdown().await;
+    maintenance.abort();
+    // Plain HTTP requests still in flight get a moment to finish; tabs are already closed.
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    broker.server.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Culls unattended sessions and pings workers, forever.
+async fn maintain(broker: Arc<Broker>) {
+    let config = broker.config.clone();
+    let shortest = [config.adoption_timeout, config.idle_timeout]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min()
+        .unwrap_or(Duration::from_secs(60));
+    let tick = (shortest.min(Duration::from_secs(1)) / 4).max(Duration::from_millis(10));
+    let ping_every = Config::opt(config.worker_ping_timeout);
+    let mut last_ping = tokio::time::Instant::now();
+    let mut seq = 0u64;
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let culling = broker.clone();
+        tokio::spawn(async move { culling.cull().await });
+        if let Some(timeout) = ping_every {
+            if last_ping.elapsed() >= timeout {
+                last_ping = tokio::time::Instant::now();
+                seq += 1;
+                let pinging = broker.clone();
+                tokio::spawn(async move { pinging.ping_all(seq, timeout).await });
+            }
+        }
+    }
+}
+
+/// Lets the broker hold a socket and a couple of fds per session (10,000 by default).
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Broker: the one object the HTTP layer talks to. It wires the [`SessionManager`] to the
+//! [`Server`], decides what a worker's end means for its session (crash, restart budget,
+//! closed for good), and destroys sessions (idle, never adopted, shutdown) in the order that
+//! loses nothing: close the tabs, ask the worker to stop, signal it if it does not, reap.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use protocol::ipc::BrokerToWorker;
+
+use crate::config::Config;
+use crate::manager::{CreateError, SessionManager};
+use crate::metrics::Metrics;
+use crate::reaper::Reaper;
+use crate::server::{Server, StartError};
+use crate::session::{close, Lifecycle, Session};
+use crate::worker_handle::{Ending, WorkerHandle};
+
+/// Sessions closed for good that a URL can still explain; the oldest are forgotten past this.
+const MAX_TOMBSTONES: usize = 10_000;
+
+pub struct Broker {
+    pub config: Arc<Config>,
+    pub manager: SessionManager,
+    pub server: Arc<Server>,
+    /// Why a session that is gone for good went (shown on its 404 page).
+    tombstones: Mutex<HashMap<String, String>>,
+}
+
+impl Broker {
+    pub fn new(config: Config, app_dir: PathBuf, reaper: Reaper) -> std::io::Result<Arc<Broker>> {
+        let config = Arc::new(config);
+        let server = Arc::new(Server::new(config.clone(), app_dir, reaper)?);
+        let metrics = Arc::new(Metrics::default());
+        let broker = Arc::new(Broker {
+            manager: SessionManager::new(config.max_sessions, config.max_pending_sessions, metrics),
+            config,
+            server,
+            tombstones: Mutex::default(),
+        });
+        let weak = Arc::downgrade(&broker);
+        broker
+            .manager
+            .set_on_session_created(Box::new(move |session| {
+                let weak = weak.clone();
+                Box::pin(async move {
+                    match weak.upgrade() {
+                        Some(broker) => broker.start_worker(&session).await,
+                        None => Err(StartError::Ending("the broker is stopping".into())),
+                    }
+                })
+            }));
+        Ok(broker)
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.manager.metrics
+    }
+
+    pub async fn create_session(&self) -> Result<Arc<Session>, CreateError> {
+        self.manager.create_session().await
+    }
+
+    /// Starts (or restarts) the worker of `session`.
+    pub async fn start_worker(self: &Arc<Self>, session: &Arc<Session>) -> Result<(), StartError> {
+        let broker = Arc::downgrade(self);
+        self.server
+            .create_lua_session(session, move |session, handle, ending| {
+                if let Some(broker) = broker.upgrade() {
+                    broker.worker_ended(&session, &handle, ending);
+                }
+            })
+            .await
+    }
+
+    /// A crashed session gets a fresh worker (main.lua runs again) when a tab comes back.
+    pub async fn revive(self: &Arc<Self>, session: &Arc<Session>) -> Result<(), StartError> {
+        match session.state() {
+            Lifecycle::Crashed { .. } => self.start_worker(session).await,
+            Lifecycle::Live => Ok(()),
+            Lifecycle::Ending { why } => Err(StartError::Ending(why)),
+        }
+    }
+
+    /// Why a session that no longer exists went, if we still remember.
+    pub fn tombstone(&self, id: &str) -> Option<String> {
+        self.tombstones
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn bury(&self, id: &str, why: String) {
+        let mut stones = self.tombstones.lock().unwrap_or_else(|e| e.into_inner());
+        if stones.len() >= MAX_TOMBSTONES {
+            if let Some(k) = stones.keys().next().cloned() {
+                stones.remove(&k);
+            }
+        }
+        stones.insert(id.to_string(), why);
+    }
+
+    fn worker_ended(&self, session: &Arc<Session>, handle: &Arc<WorkerHandle>, ending: Ending) {
+        let how = match &ending.killed_because {
+            Some(why) => format!("{why}; {}", ending.exit),
+            None => ending.exit.to_string(),
+        };
+        let lifetime_ms = handle.started.elapsed().as_millis() as u64;
+        let crashes = session.worker_ended(handle, &how);
+        if crashes == 0 {
+            tracing::info!(session = %session.id, vended = session.vended_id, pid = handle.pid,
+                lifetime_ms, ended = %how, "session worker stopped");
+            return;
+        }
+        self.metrics().crashes.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(session = %session.id, vended = session.vended_id, pid = handle.pid,
+            lifetime_ms, ended = %how, crashes_last_minute = crashes, "session worker crashed");
+        if crashes > self.config.max_crashes {
+            let why = format!("its worker crashed {crashes} times within a minute (last: {how})");
+            session.begin_ending(&why, close::SERVER_ERROR);
+            self.forget(session, why);
+        }
+    }
+
+    /// Removes a session for good and remembers why for its URL.
+    fn forget(&self, session: &Session, why: String) {
+        if self.manager.remove(&session.id).is_some() {
+            self.metrics().ended.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(session = %session.id, vended = session.vended_id,
+                age_ms = session.created.elapsed().as_millis() as u64, ended = %why,
+                "session ended");
+            self.bury(&session.id, why);
+        }
+    }
+
+    /// Destroys a session: tabs closed with `code`, worker asked to stop, then SIGTERM at half
+    /// of `grace`, SIGKILL at its end; returns once the worker is reaped (or was never there).
+    pub async fn destroy_session(&self, session: &Arc<Session>, why: String, code: u16) {
+        let worker = session.begin_ending(&why, code);
+        self.forget(session, why);
+        if let Some(worker) = worker {
+            stop_worker(&worker, self.config.shutdown_grace).await;
+        }
+    }
+
+    /// Destroys sessions past their adoption window or idle timeout.
+    pub async fn cull(&self) {
+        let adoption = Config::opt(self.config.adoption_timeout);
+        let idle = Config::opt(self.config.idle_timeout);
+        for (session, why) in self.manager.expired(adoption, idle) {
+            self.destroy_session(&session, why, close::GOING_AWAY).await;
+        }
+    }
+
+    /// Pings every worker; one that does not answer in time is killed and reported as a crash.
+    pub async fn ping_all(&self, seq: u64, timeout: Duration) {
+        let pings = self.server.workers().into_iter().map(|w| async move {
+            if !w.ping(seq, timeout).await {
+                w.kill(format!("no answer to a liveness ping within {timeout:?}"));
+            }
+        });
+        futures_util::future::join_all(pings).await;
+    }
+
+    /// Shutdown: every session is destroyed at once, tabs closed with 1001.
+    pub async fn shutdown(&self) {
+        let sessions = self.manager.all();
+        tracing::info!(sessions = sessions.len(), "shutting down");
+        let ends = sessions.iter().map(|s| {
+            self.destroy_session(s, "the server is shutting down".into(), close::GOING_AWAY)
+        });
+        futures_util::future::join_all(ends).await;
+        // Workers still starting (GET / in flight) are not in a session yet; stop them too.
+        let stragglers = self.server.workers();
+        let stops = stragglers
+            .iter()
+            .map(|w| stop_worker(w, self.config.shutdown_grace));
+        futures_util::future::join_all(stops).await;
+    }
+}
+
+/// Asks a worker to stop, then escalates: SIGTERM at grace/2, SIGKILL at grace. Returns once
+/// it has been reaped.
+async fn stop_worker(worker: &WorkerHandle, grace: Duration) {
+    let exit = worker.wait_exit();
+    tokio::pin!(exit);
+    worker.try_send(BrokerToWorker::Shutdown);
+    if tokio::time::timeout(grace / 2, &mut exit).await.is_ok() {
+        return;
+    }
+    worker.signal(
+        Signal::SIGTERM,
+        format!("did not stop within {:?}", grace / 2),
+    );
+    if tokio::time::timeout(grace - grace / 2, &mut exit)
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    worker.kill(format!("did not stop within {grace:?}"));
+    exit.await;
+}

@@ -1,0 +1,129 @@
+//! The executable's flags. Every flag is also an environment variable `LUABROKER_<NAME>`, and all
+//! are listed by `--help`. Durations are written like `250ms`, `5s`, `24h` (`0` where a limit can
+//! be switched off); sizes like `64MiB`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "luabroker",
+    version,
+    about = "Serves one Lua app per browser session, each session in its own worker process."
+)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port. Prints `listening on http://ADDR:PORT`.
+    #[arg(long, env = "LUABROKER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory of the Lua app (holding main.lua). Default: ./lua if it holds main.lua, else
+    /// the default app built into the executable.
+    #[arg(long, env = "LUABROKER_LUA_DIR")]
+    pub lua_dir: Option<PathBuf>,
+
+    /// Serve this directory's frontend (its index.html at /<id>) instead of the built-in page.
+    #[arg(long = "static", env = "LUABROKER_STATIC", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Turn on /<id>/variables and /<id>/variables.json (every variable of a session).
+    #[arg(long, env = "LUABROKER_DEBUG_PAGES")]
+    pub debug_pages: bool,
+
+    /// Extra allowed WebSocket origins (comma-separated, e.g. http://localhost:3000). The
+    /// request's own host is always allowed.
+    #[arg(long, env = "LUABROKER_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub allow_origin: Vec<String>,
+
+    /// Wall-clock budget of one Lua turn (main.lua, one frame, one timer callback); 0 = none.
+    #[arg(long, env = "LUABROKER_LUA_TIME_LIMIT", default_value = "5s", value_parser = parse_duration)]
+    pub lua_time_limit: Duration,
+
+    /// Lua memory per session, then a Lua memory error (an OS limit sits behind it); 0 = none.
+    #[arg(long, env = "LUABROKER_LUA_MEMORY_LIMIT", default_value = "256MiB", value_parser = parse_size)]
+    pub lua_memory_limit: u64,
+
+    /// Live sessions; beyond it `GET /` answers 503 with Retry-After.
+    #[arg(long, env = "LUABROKER_MAX_SESSIONS", default_value_t = 10_000)]
+    pub max_sessions: usize,
+
+    /// Sessions being created (worker starting, main.lua running) at once; beyond it 503.
+    #[arg(long, env = "LUABROKER_MAX_PENDING_SESSIONS", default_value_t = 256)]
+    pub max_pending_sessions: usize,
+
+    /// A session no tab has connected to is culled after this long; 0 = never.
+    #[arg(long, env = "LUABROKER_ADOPTION_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub adoption_timeout: Duration,
+
+    /// A session with no tab connected for this long is destroyed; 0 = never.
+    #[arg(long, env = "LUABROKER_IDLE_TIMEOUT", default_value = "24h", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// On SIGTERM/SIGINT: workers get SIGTERM at half of this, SIGKILL at its end.
+    #[arg(long, env = "LUABROKER_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Crashes of one session's worker within a minute before the session is closed for good.
+    #[arg(long, env = "LUABROKER_MAX_CRASHES", default_value_t = 5)]
+    pub max_crashes: usize,
+
+    /// A worker that does not answer a liveness ping within this long is killed; 0 = no pings.
+    #[arg(long, env = "LUABROKER_WORKER_PING_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub worker_ping_timeout: Duration,
+
+    /// Outgoing frames queued for one tab; a tab that falls this far behind is disconnected.
+    #[arg(long, env = "LUABROKER_TAB_QUEUE_LIMIT", default_value_t = 1024)]
+    pub tab_queue_limit: usize,
+}
+
+/// `250ms`, `5s`, `24h`, `1h30m`; a bare `0` means zero (switched off).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 250ms, 5s, 24h)"))
+}
+
+/// `64MiB`, `1GiB`, `500kB`, or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{e} (write e.g. 64MiB)"))
+}
+
+impl Config {
+    /// Zero means "never" for the timeouts that can be switched off.
+    pub fn opt(d: Duration) -> Option<Duration> {
+        (!d.is_zero()).then_some(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse_like_the_docs_say() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_size("64MiB").unwrap(), 64 * 1024 * 1024);
+        assert_eq!(parse_size("256MiB").unwrap(), 256 * 1024 * 1024);
+        assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::parse_from(["luabroker"]);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.lua_time_limit, Duration::from_secs(5));
+        assert_eq!(c.lua_memory_limit, 256 * 1024 * 1024);
+        assert_eq!(c.max_sessions, 10_000);
+        assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
+        assert_eq!(c.max_crashes, 5);
+    }
+}

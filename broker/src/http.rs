@@ -1,0 +1,184 @@
+//! The HTTP surface (the seed's HTTPEndpoint): `GET /` creates a session, `/<id>` serves its
+//! page, `/ws/<id>` its WebSocket, plus metrics, the optional debug pages and the optional
+//! static frontend. Every path is untrusted: anything that is not a route or a live session id
+//! is a 404 page (or a file under `--static`), never a panic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use crate::broker::Broker;
+use crate::manager::{is_session_id, CreateError};
+use crate::page;
+use crate::server::StartError;
+use crate::session::Session;
+use crate::ws;
+
+pub fn router(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/", get(create_session))
+        .route("/metrics", get(metrics))
+        .route("/ws/{id}", get(ws::upgrade))
+        .route("/{id}", get(session_page))
+        .route("/{id}/{*rest}", get(session_subpath))
+        .fallback(fallback)
+        .with_state(broker)
+}
+
+async fn create_session(State(broker): State<Arc<Broker>>) -> Response {
+    match broker.create_session().await {
+        // Built by hand: axum's Redirect helpers answer 303/307/308 (DESIGN.md 9).
+        Ok(session) => Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, format!("/{}", session.id))
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        Err(e @ (CreateError::Full(_) | CreateError::Busy(_) | CreateError::Closing)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            format!("{e}; try again shortly\n"),
+        )
+            .into_response(),
+        Err(CreateError::Start(StartError::MainFailed(lua_error))) => {
+            tracing::error!("main.lua failed: {lua_error}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("main.lua failed:\n{lua_error}\n"),
+            )
+                .into_response()
+        }
+        Err(CreateError::Start(e)) => {
+            tracing::error!("session start failed: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the session could not be started: {e}\n"),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
+    let body = broker
+        .metrics()
+        .render(broker.manager.live(), broker.server.workers().len());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn session_page(
+    State(broker): State<Arc<Broker>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    match broker.manager.get(&id) {
+        Some(session) => serve_session_page(&broker, &session, req).await,
+        None => fallback(State(broker), req).await,
+    }
+}
+
+async fn session_subpath(
+    State(broker): State<Arc<Broker>>,
+    Path((id, rest)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let Some(session) = broker.manager.get(&id) else {
+        return fallback(State(broker), req).await;
+    };
+    match rest.as_str() {
+        "variables.json" | "variables" if broker.config.debug_pages => {
+            debug_variables(&session, rest == "variables.json").await
+        }
+        _ => serve_session_page(&broker, &session, req).await,
+    }
+}
+
+/// The page of a live session, with the cookie ui-engine's frontend reads. A crashed
+/// session's page load starts a fresh worker first.
+async fn serve_session_page(
+    broker: &Arc<Broker>,
+    session: &Arc<Session>,
+    req: Request,
+) -> Response {
+    match broker.revive(session).await {
+        Ok(()) => {}
+        Err(StartError::Ending(why)) => return not_found(&session.id, Some(&why)),
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Html(page::error_page(
+                    "The session could not be restarted",
+                    &e.to_string(),
+                )),
+            )
+                .into_response()
+        }
+    }
+    let mut response = match &broker.config.static_dir {
+        Some(dir) => ServeFile::new(dir.join("index.html"))
+            .oneshot(req)
+            .await
+            .map(IntoResponse::into_response)
+            .unwrap_or_else(|e| match e {}),
+        None => Html(page::SESSION_PAGE).into_response(),
+    };
+    if let Ok(cookie) =
+        HeaderValue::from_str(&format!("ui-session={}; Path=/; SameSite=Lax", session.id))
+    {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn debug_variables(session: &Session, as_json: bool) -> Response {
+    let Some(worker) = session.worker() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the session has no running worker\n",
+        )
+            .into_response();
+    };
+    let Some(vars) = worker.debug_variables(Duration::from_secs(5)).await else {
+        return (StatusCode::GATEWAY_TIMEOUT, "the worker did not answer\n").into_response();
+    };
+    if as_json {
+        axum::Json(page::variables_json(&vars)).into_response()
+    } else {
+        Html(page::variables_html(&session.id, &vars)).into_response()
+    }
+}
+
+/// Not a route and not a session: a file of the static frontend, or the 404 page.
+async fn fallback(State(broker): State<Arc<Broker>>, req: Request) -> Response {
+    if let Some(dir) = &broker.config.static_dir {
+        // ServeDir normalises the path and refuses `..`, so nothing outside DIR is reachable.
+        let served = tower_http::services::ServeDir::new(dir)
+            .oneshot(req)
+            .await
+            .map(IntoResponse::into_response)
+            .unwrap_or_else(|e| match e {});
+        if served.status() != StatusCode::NOT_FOUND {
+            return served;
+        }
+        return not_found("", None);
+    }
+    let path = req.uri().path().trim_start_matches('/');
+    let id = path.split('/').next().unwrap_or("");
+    let why = if is_session_id(id) {
+        broker.tombstone(id)
+    } else {
+        None
+    };
+    not_found(id, why.as_deref())
+}
+
+fn not_found(id: &str, why: Option<&str>) -> Response {
+    (StatusCode::NOT_FOUND, Html(page::not_found_page(id, why))).into_response()
+}

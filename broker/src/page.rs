@@ -1,0 +1,152 @@
+//! The HTML the broker serves itself: the built-in session page (embedded, no build step),
+//! the 404 and error pages, and the debug views of a session's variables.
+
+use protocol::ipc::DebugVariable;
+use serde_json::{json, Value as Json};
+
+/// The built-in session page: connects to `/ws/<id>` and shows the app as a live object tree.
+pub const SESSION_PAGE: &str = include_str!("page/session.html");
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn shell(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;\
+         margin:4rem auto;padding:0 1rem;color:#222}}h1{{font-size:1.4rem}}pre{{background:#f4f4f4;\
+         padding:1rem;overflow:auto;white-space:pre-wrap}}a{{color:#0b5fff}}</style></head>\
+         <body>{body}</body></html>",
+        title = escape(title)
+    )
+}
+
+/// The page for an unknown or expired session id.
+pub fn not_found_page(id: &str, why: Option<&str>) -> String {
+    let detail = match why {
+        Some(why) => format!("<p>This session was closed: {}.</p>", escape(why)),
+        None => "<p>This session does not exist or has expired.</p>".to_string(),
+    };
+    let shown = if id.is_empty() {
+        String::new()
+    } else {
+        format!(" <code>{}</code>", escape(id))
+    };
+    shell(
+        "Session not found",
+        &format!(
+            "<h1>Session{shown} not found</h1>{detail}\
+             <p><a href=\"/\">Start a new session</a></p>"
+        ),
+    )
+}
+
+pub fn error_page(title: &str, detail: &str) -> String {
+    shell(
+        title,
+        &format!(
+            "<h1>{}</h1><pre>{}</pre><p><a href=\"/\">Start a new session</a></p>",
+            escape(title),
+            escape(detail)
+        ),
+    )
+}
+
+/// `/<id>/variables.json`: every variable with id, parentId, path, value, properties,
+/// childIds, error, access (and the tab that owns it).
+pub fn variables_json(vars: &[DebugVariable]) -> Json {
+    Json::Array(
+        vars.iter()
+            .map(|v| {
+                json!({
+                    "id": v.id,
+                    "tab": v.tab,
+                    "parentId": v.parent_id,
+                    "path": v.path,
+                    "value": v.value.as_ref().map(|v| v.to_json()),
+                    "properties": v.properties.iter().map(|(k, p)| (k.clone(), Json::from(p.as_str()))).collect::<serde_json::Map<_, _>>(),
+                    "childIds": v.child_ids,
+                    "error": v.error,
+                    "access": v.access,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// `/<id>/variables`: the same as an HTML tree that refreshes itself.
+pub fn variables_html(session_id: &str, vars: &[DebugVariable]) -> String {
+    use std::collections::HashMap;
+    let by_key: HashMap<(Option<u32>, i64), &DebugVariable> =
+        vars.iter().map(|v| ((v.tab, v.id), v)).collect();
+    fn render(
+        v: &DebugVariable,
+        by_key: &HashMap<(Option<u32>, i64), &DebugVariable>,
+        out: &mut String,
+        depth: usize,
+    ) {
+        let value = v
+            .value
+            .as_ref()
+            .map(|v| v.to_json().to_string())
+            .unwrap_or_default();
+        let props: Vec<String> = v
+            .properties
+            .iter()
+            .map(|(k, p)| format!("{k}={p}"))
+            .collect();
+        out.push_str(&format!(
+            "<li><b>{}</b> <code>{}</code> = <code>{}</code> <small>{} {}</small>{}",
+            v.id,
+            escape(&v.path),
+            escape(&value),
+            escape(&v.access),
+            escape(&props.join(" ")),
+            v.error
+                .as_ref()
+                .map(|e| format!(" <span style=\"color:#b00\">{}</span>", escape(e)))
+                .unwrap_or_default()
+        ));
+        if depth < 64 && !v.child_ids.is_empty() {
+            out.push_str("<ul>");
+            for child in &v.child_ids {
+                let key = if *child < 2 {
+                    (None, *child)
+                } else {
+                    (v.tab, *child)
+                };
+                if let Some(c) = by_key.get(&key).or_else(|| by_key.get(&(None, *child))) {
+                    render(c, by_key, out, depth + 1);
+                }
+            }
+            out.push_str("</ul>");
+        }
+        out.push_str("</li>");
+    }
+    let mut out = String::from("<ul>");
+    for v in vars.iter().filter(|v| v.parent_id.is_none()) {
+        render(v, &by_key, &mut out, 0);
+    }
+    out.push_str("</ul>");
+    shell(
+        "Variables",
+        &format!(
+            "<meta http-equiv=\"refresh\" content=\"2\"><h1>Variables of <code>{}</code></h1>{out}",
+            escape(session_id)
+        ),
+    )
+}

@@ -1,0 +1,247 @@
+//! Session: one user session as the broker sees it: its ids, its connected tabs, its current
+//! worker, and where it is in its life.
+//!
+//! One mutex guards the lifecycle state and the tab table together, so that a session marked as
+//! ending can never receive a new tab or message (a tab attaches only while the state says
+//! `Live`, under the same lock that ending takes).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use protocol::browser::{encode_frame, ErrorCode, ServerMessage};
+use protocol::ipc::TabId;
+use tokio::sync::mpsc;
+
+use crate::worker_handle::WorkerHandle;
+
+/// What the broker sends down one tab's WebSocket.
+#[derive(Debug)]
+pub enum TabOut {
+    Text(String),
+    /// Send a close frame with this code and reason, then stop.
+    Close(u16, String),
+}
+
+/// WebSocket close codes the broker uses.
+pub mod close {
+    /// The broker is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The session's worker crashed or the session was closed.
+    pub const SERVER_ERROR: u16 = 1011;
+    /// The tab fell too far behind.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lifecycle {
+    /// A worker is running (or being started for a crashed session).
+    Live,
+    /// The worker died; the next tab or page load starts a fresh one.
+    Crashed { cause: String },
+    /// Being destroyed (idle, culled, shutdown, too many crashes); nothing new gets in.
+    Ending { why: String },
+}
+
+struct Inner {
+    state: Lifecycle,
+    worker: Option<Arc<WorkerHandle>>,
+    tabs: HashMap<TabId, mpsc::Sender<TabOut>>,
+    next_tab: TabId,
+    /// Has any tab ever connected (the adoption window applies until one does).
+    adopted: bool,
+    /// When the last tab left (or the session was created), for the idle timeout.
+    unattended_since: Instant,
+    crashes: VecDeque<Instant>,
+}
+
+pub struct Session {
+    /// The 32-hex id in URLs.
+    pub id: String,
+    /// The compact id the worker and Lua see.
+    pub vended_id: u64,
+    pub created: Instant,
+    inner: Mutex<Inner>,
+}
+
+/// A tab's place in its session.
+pub struct Attached {
+    pub tab: TabId,
+    pub outbox: mpsc::Receiver<TabOut>,
+    pub worker: Arc<WorkerHandle>,
+}
+
+impl Session {
+    pub fn new(id: String, vended_id: u64) -> Session {
+        Session {
+            id,
+            vended_id,
+            created: Instant::now(),
+            inner: Mutex::new(Inner {
+                state: Lifecycle::Live,
+                worker: None,
+                tabs: HashMap::new(),
+                next_tab: 1,
+                adopted: false,
+                unattended_since: Instant::now(),
+                crashes: VecDeque::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn state(&self) -> Lifecycle {
+        self.lock().state.clone()
+    }
+
+    pub fn worker(&self) -> Option<Arc<WorkerHandle>> {
+        self.lock().worker.clone()
+    }
+
+    /// Installs a freshly started worker (first start or restart after a crash).
+    pub fn set_worker(&self, worker: Arc<WorkerHandle>) -> Result<(), String> {
+        let mut inner = self.lock();
+        if let Lifecycle::Ending { why } = &inner.state {
+            return Err(why.clone());
+        }
+        inner.state = Lifecycle::Live;
+        inner.worker = Some(worker);
+        Ok(())
+    }
+
+    /// Adds a tab; fails when the session is ending or has no live worker.
+    pub fn attach_tab(&self, queue_limit: usize) -> Result<Attached, Lifecycle> {
+        let mut inner = self.lock();
+        let worker = match (&inner.state, &inner.worker) {
+            (Lifecycle::Live, Some(w)) => w.clone(),
+            (state, _) => return Err(state.clone()),
+        };
+        let tab = inner.next_tab;
+        inner.next_tab = inner.next_tab.wrapping_add(1).max(1);
+        let (tx, outbox) = mpsc::channel(queue_limit.max(1));
+        inner.tabs.insert(tab, tx);
+        inner.adopted = true;
+        Ok(Attached {
+            tab,
+            outbox,
+            worker,
+        })
+    }
+
+    pub fn detach_tab(&self, tab: TabId) {
+        let mut inner = self.lock();
+        if inner.tabs.remove(&tab).is_some() && inner.tabs.is_empty() {
+            inner.unattended_since = Instant::now();
+        }
+    }
+
+    /// Queues messages for one tab. A tab whose queue is full is too slow: it is told so and
+    /// dropped (its socket task sees the closed queue), and the session carries on.
+    pub fn deliver(&self, tab: TabId, messages: &[ServerMessage]) {
+        if messages.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        let Some(tx) = inner.tabs.get(&tab) else {
+            return; // the tab left while the worker was answering it
+        };
+        match tx.try_send(TabOut::Text(encode_frame(messages))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(session = %self.id, tab, "tab is not reading; disconnecting it");
+                inner.tabs.remove(&tab);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                inner.tabs.remove(&tab);
+            }
+        }
+    }
+
+    /// The worker ended. Unless the session was already ending, that is a crash: every tab gets
+    /// `session-crashed` with the cause, then a close. Returns how many crashes the session has
+    /// had within the last minute, including this one (0 when it was not a crash).
+    pub fn worker_ended(&self, worker: &Arc<WorkerHandle>, cause: &str) -> usize {
+        let mut inner = self.lock();
+        if !inner
+            .worker
+            .as_ref()
+            .is_some_and(|w| Arc::ptr_eq(w, worker))
+        {
+            return 0; // an older worker of this session; already replaced
+        }
+        inner.worker = None;
+        let tabs: Vec<_> = inner.tabs.drain().collect();
+        inner.unattended_since = Instant::now();
+        if let Lifecycle::Ending { why } = &inner.state {
+            let why = why.clone();
+            for (_, tx) in tabs {
+                let _ = tx.try_send(TabOut::Close(close::GOING_AWAY, why.clone()));
+            }
+            return 0;
+        }
+        let crashed = ServerMessage::Error {
+            var_id: None,
+            code: ErrorCode::SessionCrashed,
+            description: format!(
+                "the session's worker crashed ({cause}); reload to start it again (its state is lost)"
+            ),
+        };
+        let text = encode_frame(&[crashed]);
+        for (_, tx) in tabs {
+            let _ = tx.try_send(TabOut::Text(text.clone()));
+            let _ = tx.try_send(TabOut::Close(close::SERVER_ERROR, "session crashed".into()));
+        }
+        inner.state = Lifecycle::Crashed {
+            cause: cause.to_string(),
+        };
+        let now = Instant::now();
+        inner.crashes.push_back(now);
+        while inner
+            .crashes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            inner.crashes.pop_front();
+        }
+        inner.crashes.len()
+    }
+
+    /// Marks the session as ending and closes its tabs with `code`. Returns the worker to stop.
+    pub fn begin_ending(&self, why: &str, code: u16) -> Option<Arc<WorkerHandle>> {
+        let mut inner = self.lock();
+        if !matches!(inner.state, Lifecycle::Ending { .. }) {
+            inner.state = Lifecycle::Ending {
+                why: why.to_string(),
+            };
+        }
+        for (_, tx) in inner.tabs.drain() {
+            let _ = tx.try_send(TabOut::Close(code, why.to_string()));
+        }
+        inner.worker.clone()
+    }
+
+    /// Whether the session has gone unattended past a deadline: never adopted within
+    /// `adoption`, or without tabs for `idle`. Returns the reason.
+    pub fn expired(&self, adoption: Option<Duration>, idle: Option<Duration>) -> Option<String> {
+        let inner = self.lock();
+        if !inner.tabs.is_empty() || matches!(inner.state, Lifecycle::Ending { .. }) {
+            return None;
+        }
+        let unattended = inner.unattended_since.elapsed();
+        if !inner.adopted {
+            if let Some(limit) = adoption {
+                if unattended >= limit {
+                    return Some(format!("no tab connected within {limit:?}"));
+                }
+            }
+        } else if let Some(limit) = idle {
+            if unattended >= limit {
+                return Some(format!("no tab connected for {limit:?}"));
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,228 @@
+//! WorkerHandle: the broker's typed channel to one live worker (the seed's luaTrackerAdapter).
+//!
+//! Three tasks serve each worker: a writer that drains a bounded queue into the socket, a reader
+//! that routes the worker's batches to the session's tabs, and a supervisor that waits for the
+//! process to end (via the [`Reaper`]) and reports how. The handle itself is what the rest of
+//! the broker holds: send a message, ask for the debug view, kill.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use nix::sys::signal::Signal;
+use protocol::ipc::{BrokerToWorker, DebugVariable, WorkerToBroker};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::reaper::{Exit, Reaper};
+use crate::session::Session;
+use crate::worker_socket::Link;
+
+/// Messages queued for one worker before senders wait (tabs feel the backpressure).
+const WORKER_QUEUE: usize = 1024;
+
+pub struct WorkerHandle {
+    pub pid: i32,
+    pub started: Instant,
+    queue: mpsc::Sender<BrokerToWorker>,
+    reaper: Reaper,
+    /// Why the broker killed it, when it did; reported instead of the bare signal.
+    kill_reason: Mutex<Option<String>>,
+    debug_requests: Mutex<HashMap<u64, oneshot::Sender<Vec<DebugVariable>>>>,
+    next_request: AtomicU64,
+    /// Sequence number of the last ping answered.
+    last_pong: watch::Sender<u64>,
+    /// Set once the process has been reaped.
+    exited: watch::Sender<Option<Exit>>,
+}
+
+/// How a worker's life ended, as the supervisor saw it.
+pub struct Ending {
+    pub exit: Exit,
+    /// Set when the broker killed the worker on purpose (ping timeout, bad frame, shutdown).
+    pub killed_because: Option<String>,
+}
+
+impl WorkerHandle {
+    /// Takes over an authenticated, started worker: spawns its writer, reader and supervisor.
+    /// `on_end` runs once the process has been reaped.
+    pub fn start(
+        pid: i32,
+        link: Link,
+        session: Arc<Session>,
+        reaper: Reaper,
+        exit: oneshot::Receiver<Exit>,
+        on_end: impl FnOnce(Arc<WorkerHandle>, Ending) + Send + 'static,
+    ) -> Arc<WorkerHandle> {
+        let (queue, mut outbox) = mpsc::channel::<BrokerToWorker>(WORKER_QUEUE);
+        let handle = Arc::new(WorkerHandle {
+            pid,
+            started: Instant::now(),
+            queue,
+            reaper,
+            kill_reason: Mutex::new(None),
+            debug_requests: Mutex::default(),
+            next_request: AtomicU64::new(1),
+            last_pong: watch::Sender::new(0),
+            exited: watch::Sender::new(None),
+        });
+        let (mut sink, mut stream) = link.split();
+
+        tokio::spawn(async move {
+            while let Some(msg) = outbox.recv().await {
+                if sink.send(msg).await.is_err() {
+                    break; // the worker is gone; the supervisor reports why
+                }
+            }
+        });
+
+        let reader = handle.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = stream.next().await {
+                match frame {
+                    Ok(msg) => reader.route(msg, &session),
+                    Err(e) => {
+                        reader.kill(format!("worker sent a bad frame: {e}"));
+                        return;
+                    }
+                }
+            }
+        });
+
+        let supervisor = handle.clone();
+        tokio::spawn(async move {
+            // The reaper always answers; a dropped sender would mean the broker is exiting.
+            let exit = exit.await.unwrap_or(Exit::Signal(Signal::SIGKILL));
+            supervisor.exited.send_replace(Some(exit));
+            let killed_because = supervisor
+                .kill_reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            on_end(
+                supervisor,
+                Ending {
+                    exit,
+                    killed_because,
+                },
+            );
+        });
+        handle
+    }
+
+    /// Queues a message, waiting while the worker is behind. False if the worker is gone.
+    pub async fn send(&self, msg: BrokerToWorker) -> bool {
+        self.queue.send(msg).await.is_ok()
+    }
+
+    /// Queues a message without waiting; false if the queue is full or the worker gone.
+    pub fn try_send(&self, msg: BrokerToWorker) -> bool {
+        self.queue.try_send(msg).is_ok()
+    }
+
+    /// Kills the worker with SIGKILL, recording why (the first reason wins).
+    pub fn kill(&self, reason: String) {
+        self.signal(Signal::SIGKILL, reason);
+    }
+
+    /// Sends `sig`, recording why (the first reason wins).
+    pub fn signal(&self, sig: Signal, reason: String) {
+        {
+            let mut slot = self.kill_reason.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                tracing::warn!(pid = self.pid, "stopping worker: {reason}");
+                *slot = Some(reason);
+            }
+        }
+        self.reaper.kill(self.pid, sig);
+    }
+
+    /// Resolves once the process has been reaped.
+    pub async fn wait_exit(&self) -> Exit {
+        let mut exited = self.exited.subscribe();
+        let exit = match exited.wait_for(Option::is_some).await {
+            Ok(exit) => exit.unwrap_or(Exit::Signal(Signal::SIGKILL)),
+            Err(_) => Exit::Signal(Signal::SIGKILL),
+        };
+        exit
+    }
+
+    /// Every variable of the session, for the debug pages.
+    pub async fn debug_variables(&self, timeout: Duration) -> Option<Vec<DebugVariable>> {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.debug_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(request, tx);
+        if !self.send(BrokerToWorker::DebugVariables { request }).await {
+            return None;
+        }
+        let answer = tokio::time::timeout(timeout, rx).await.ok()?.ok();
+        self.debug_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&request);
+        answer
+    }
+
+    /// Sends a ping and waits for its pong; false if none came within `timeout`.
+    pub async fn ping(&self, seq: u64, timeout: Duration) -> bool {
+        if !self.send(BrokerToWorker::Ping { seq }).await {
+            return false;
+        }
+        let mut pongs = self.last_pong.subscribe();
+        let answered = matches!(
+            tokio::time::timeout(timeout, pongs.wait_for(|answered| *answered >= seq)).await,
+            Ok(Ok(_))
+        );
+        answered
+    }
+
+    fn route(&self, msg: WorkerToBroker, session: &Session) {
+        match msg {
+            WorkerToBroker::Send(batches) => {
+                for batch in batches {
+                    session.deliver(batch.tab, &batch.messages);
+                }
+            }
+            WorkerToBroker::Pong { seq } => {
+                self.last_pong.send_if_modified(|last| {
+                    let newer = seq > *last;
+                    if newer {
+                        *last = seq;
+                    }
+                    newer
+                });
+            }
+            WorkerToBroker::DebugVariables { request, variables } => {
+                let waiter = self
+                    .debug_requests
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&request);
+                if let Some(tx) = waiter {
+                    let _ = tx.send(variables);
+                }
+            }
+            other => {
+                self.kill(format!(
+                    "worker sent an unexpected message: {}",
+                    variant(&other)
+                ));
+            }
+        }
+    }
+}
+
+fn variant(msg: &WorkerToBroker) -> &'static str {
+    match msg {
+        WorkerToBroker::Hello(_) => "Hello",
+        WorkerToBroker::Ready { .. } => "Ready",
+        WorkerToBroker::Failed { .. } => "Failed",
+        WorkerToBroker::Send(_) => "Send",
+        WorkerToBroker::Pong { .. } => "Pong",
+        WorkerToBroker::DebugVariables { .. } => "DebugVariables",
+    }
+}

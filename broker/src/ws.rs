@@ -1,0 +1,205 @@
+//! One tab's WebSocket: `/ws/<id>`.
+//!
+//! Browser frames are parsed and validated here, once (`protocol::browser::parse_frame`); a bad
+//! message is answered with an `error` message straight away and never reaches the worker, and
+//! never costs the connection. Valid messages go to the session's worker as one typed `Frame`;
+//! what the worker sends back for this tab arrives through the session's per-tab queue.
+
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use protocol::browser::{encode_frame, parse_frame, ErrorCode, MessageError};
+use protocol::ipc::BrokerToWorker;
+use protocol::limits::MAX_BROWSER_FRAME;
+
+use crate::broker::Broker;
+use crate::session::{close, Attached, Lifecycle, Session, TabOut};
+
+/// Frames larger than the protocol limit are still read (up to this) so the tab gets a `limit`
+/// error instead of a dropped connection; past this the transport closes with 1009.
+const TRANSPORT_FRAME_LIMIT: usize = 4 * MAX_BROWSER_FRAME;
+
+pub async fn upgrade(
+    State(broker): State<Arc<Broker>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    // The session is looked up before the upgrade is validated: an unknown id is a 404
+    // whatever the request looks like.
+    let Some(session) = broker.manager.get(&id) else {
+        return (StatusCode::NOT_FOUND, "no such session\n").into_response();
+    };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if let Err(why) = check_origin(&headers, &broker.config.allow_origin) {
+        tracing::warn!(session = %id, "refused WebSocket: {why}");
+        return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();
+    }
+    ws.max_message_size(TRANSPORT_FRAME_LIMIT)
+        .max_frame_size(TRANSPORT_FRAME_LIMIT)
+        .on_upgrade(move |socket| serve_tab(socket, broker, session))
+}
+
+/// Same-origin unless allowed: an `Origin` header whose host differs from `Host` is refused.
+fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(()); // not a browser, or a same-origin request from an old one
+    };
+    let origin = origin
+        .to_str()
+        .map_err(|_| "unreadable Origin header".to_string())?;
+    if allowed.iter().any(|a| a.trim_end_matches('/') == origin) {
+        return Ok(());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(origin)
+        .trim_end_matches('/');
+    if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) {
+        Ok(())
+    } else {
+        Err(format!("origin {origin} is not allowed for host {host}"))
+    }
+}
+
+async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Session>) {
+    // A crashed session's tab coming back gets a fresh worker.
+    if let Err(e) = broker.revive(&session).await {
+        let text = error_text(None, ErrorCode::SessionCrashed, &e.to_string());
+        let _ = socket.send(Message::Text(text.into())).await;
+        let _ = socket
+            .send(close_message(close::SERVER_ERROR, "session unavailable"))
+            .await;
+        return;
+    }
+    let Attached {
+        tab,
+        mut outbox,
+        worker,
+    } = match session.attach_tab(broker.config.tab_queue_limit) {
+        Ok(attached) => attached,
+        Err(state) => {
+            let why = match state {
+                Lifecycle::Ending { why } => why,
+                Lifecycle::Crashed { cause } => format!("the session's worker crashed ({cause})"),
+                Lifecycle::Live => "the session's worker is not running".into(),
+            };
+            let text = error_text(None, ErrorCode::SessionCrashed, &why);
+            let _ = socket.send(Message::Text(text.into())).await;
+            let _ = socket
+                .send(close_message(close::SERVER_ERROR, "session unavailable"))
+                .await;
+            return;
+        }
+    };
+    worker.send(BrokerToWorker::TabOpened { tab }).await;
+    tracing::debug!(session = %session.id, tab, "tab connected");
+
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(_))) => {
+                        let e = error_text(None, ErrorCode::BadRequest, "frames must be text (JSON)");
+                        if socket.send(Message::Text(e.into())).await.is_err() { break; }
+                        continue;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(session = %session.id, tab, "tab socket error: {e}");
+                        break;
+                    }
+                };
+                let (refusals, frame) = match parse_frame(text.as_str()) {
+                    Ok(frame) => {
+                        let mut refusals = Vec::new();
+                        let mut messages = Vec::with_capacity(frame.messages.len());
+                        for m in frame.messages {
+                            match m {
+                                Ok(m) => messages.push(m),
+                                Err(e) => refusals.push(e.into_message()),
+                            }
+                        }
+                        (refusals, Some((frame.user_event, messages)))
+                    }
+                    Err(e) => (vec![e.into_message()], None),
+                };
+                if !refusals.is_empty() {
+                    let text = encode_frame(&refusals);
+                    if socket.send(Message::Text(text.into())).await.is_err() { break; }
+                }
+                if let Some((user_event, messages)) = frame {
+                    if !messages.is_empty()
+                        && !worker.send(BrokerToWorker::Frame { tab, user_event, messages }).await
+                    {
+                        break; // worker gone; the session's crash notice is in the outbox
+                    }
+                }
+            }
+            out = outbox.recv() => match out {
+                Some(TabOut::Text(text)) => {
+                    if socket.send(Message::Text(text.into())).await.is_err() { break; }
+                }
+                Some(TabOut::Close(code, reason)) => {
+                    let _ = socket.send(close_message(code, &reason)).await;
+                    break;
+                }
+                None => {
+                    // The session dropped this tab: it fell too far behind.
+                    let _ = socket
+                        .send(close_message(close::TRY_AGAIN_LATER, "tab fell too far behind"))
+                        .await;
+                    break;
+                }
+            }
+        }
+    }
+    // Drain what is already queued (a crash notice and its close, typically).
+    while let Ok(out) = outbox.try_recv() {
+        let msg = match out {
+            TabOut::Text(text) => Message::Text(text.into()),
+            TabOut::Close(code, reason) => close_message(code, &reason),
+        };
+        if socket.send(msg).await.is_err() {
+            break;
+        }
+    }
+    session.detach_tab(tab);
+    worker.send(BrokerToWorker::TabClosed { tab }).await;
+    tracing::debug!(session = %session.id, tab, "tab disconnected");
+}
+
+fn error_text(var_id: Option<i64>, code: ErrorCode, description: &str) -> String {
+    encode_frame(&[MessageError {
+        var_id,
+        code,
+        description: description.to_string(),
+    }
+    .into_message()])
+}
+
+fn close_message(code: u16, reason: &str) -> Message {
+    // Close reasons are capped at 123 bytes by the protocol.
+    let mut reason = reason.to_string();
+    while reason.len() > 123 {
+        reason.pop();
+    }
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
+}

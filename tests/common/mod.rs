@@ -1,0 +1,363 @@
+//! Test harness for process-level tests: starts the real `luabroker` executable, waits for its
+//! `listening on` line, and offers what a test needs to act like a user (HTTP, WebSocket) and
+//! to look at processes the way an operator would (`/proc`). Every wait has a deadline; nothing
+//! sleeps to synchronise.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value as Json;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_luabroker");
+
+/// How long any single expected event may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: String,
+    pub pid: i32,
+    log: Arc<Mutex<String>>,
+    _app: Option<tempfile::TempDir>,
+}
+
+/// Writes a Lua app (file name → source) into a fresh directory.
+pub fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, source) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, source).unwrap();
+    }
+    dir
+}
+
+impl Broker {
+    /// Starts the broker with the default app and extra flags.
+    pub fn start(args: &[&str]) -> Broker {
+        Self::launch(None, args)
+    }
+
+    /// Starts the broker serving an app made of these files.
+    pub fn with_app(files: &[(&str, &str)], args: &[&str]) -> Broker {
+        Self::launch(Some(app(files)), args)
+    }
+
+    fn launch(app: Option<tempfile::TempDir>, args: &[&str]) -> Broker {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--listen").arg("127.0.0.1:0");
+        if let Some(dir) = &app {
+            cmd.arg("--lua-dir").arg(dir.path());
+        }
+        cmd.args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start luabroker");
+        let pid = child.id() as i32;
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(DEADLINE)
+            .unwrap_or_else(|_| panic!("no 'listening on' line; log:\n{}", log.lock().unwrap()));
+        Broker {
+            child: Some(child),
+            addr,
+            pid,
+            log,
+            _app: app,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self, id: &str) -> String {
+        format!("ws://{}/ws/{}", self.addr, id)
+    }
+
+    /// Everything the broker (and its workers) logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        wait_until(&format!("log line containing {needle:?}"), || {
+            self.log().contains(needle)
+        });
+    }
+
+    /// `GET /` → the new session's id (asserting the 302 and its Location).
+    pub async fn create_session(&self) -> String {
+        let resp = client().get(self.url("/")).send().await.expect("GET /");
+        assert_eq!(
+            resp.status().as_u16(),
+            302,
+            "GET / body: {:?}",
+            resp.text().await
+        );
+        let location = resp.headers()["location"].to_str().unwrap().to_string();
+        let id = location
+            .strip_prefix('/')
+            .expect("Location starts with /")
+            .to_string();
+        assert!(is_session_id(&id), "Location {location} is not /<32 hex>");
+        id
+    }
+
+    /// Worker processes of this broker (its descendants, not zombies).
+    pub fn workers(&self) -> Vec<i32> {
+        descendants(self.pid)
+            .into_iter()
+            .filter(|p| proc_state(*p).is_some_and(|s| s != 'Z'))
+            .collect()
+    }
+
+    /// Sends a signal to the broker process.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), sig).unwrap();
+    }
+
+    /// Waits for the broker process to exit and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("broker already waited for");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "broker did not exit; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(5)); // polling an exit, not synchronising
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub fn is_session_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Polls `cond` until it holds or the deadline passes (then panics naming `what`).
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5)); // polling an observable state
+    }
+}
+
+/// Async variant of [`wait_until`].
+pub async fn wait_until_async(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+// ---- /proc ----------------------------------------------------------------------------------
+
+/// Fields of /proc/<pid>/stat after the command name: (state, ppid).
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &text[text.rfind(')')? + 2..];
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+pub fn proc_state(pid: i32) -> Option<char> {
+    stat(pid).map(|(s, _)| s)
+}
+
+pub fn is_alive(pid: i32) -> bool {
+    proc_state(pid).is_some_and(|s| s != 'Z')
+}
+
+pub fn is_zombie(pid: i32) -> bool {
+    proc_state(pid) == Some('Z')
+}
+
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Every process whose parent chain leads to `root`.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = all_pids()
+        .into_iter()
+        .filter_map(|p| stat(p).map(|(_, pp)| (p, pp)))
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Processes started from this executable in worker mode that name `socket_dir` in their
+/// environment: how a test finds a broker's workers even after the broker is gone.
+pub fn workers_of_socket(socket: &str) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|p| is_alive(*p))
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/environ"))
+                .map(|env| {
+                    env.split(|b| *b == 0)
+                        .any(|kv| kv == format!("LUABROKER_WORKER_SOCKET={socket}").as_bytes())
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// The worker socket path a worker was given.
+pub fn worker_socket_of(pid: i32) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    env.split(|b| *b == 0).find_map(|kv| {
+        std::str::from_utf8(kv)
+            .ok()?
+            .strip_prefix("LUABROKER_WORKER_SOCKET=")
+            .map(str::to_string)
+    })
+}
+
+// ---- WebSocket ------------------------------------------------------------------------------
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect(broker: &Broker, id: &str) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(broker.ws_url(id))
+        .await
+        .expect("WebSocket connect");
+    ws
+}
+
+pub async fn send(ws: &mut Ws, json: Json) {
+    ws.send(Message::Text(json.to_string().into()))
+        .await
+        .expect("send");
+}
+
+/// The next server frame as a list of messages (a bare object counts as a list of one).
+/// `None` when the server closed the socket (the close frame's code and reason are returned
+/// through [`recv_close`]).
+pub async fn recv(ws: &mut Ws) -> Vec<Json> {
+    loop {
+        let msg = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("timed out waiting for a server frame")
+            .expect("socket ended")
+            .expect("socket error");
+        match msg {
+            Message::Text(t) => {
+                let json: Json = serde_json::from_str(t.as_str()).expect("server sent JSON");
+                return match json {
+                    Json::Array(items) => items,
+                    one => vec![one],
+                };
+            }
+            Message::Close(frame) => panic!("socket closed: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Reads frames until one of their messages satisfies `pred`; returns that message.
+pub async fn recv_until(ws: &mut Ws, mut pred: impl FnMut(&Json) -> bool) -> Json {
+    loop {
+        for m in recv(ws).await {
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+}
+
+/// Reads until the server's close frame; returns (code, reason) and every message before it.
+pub async fn recv_close(ws: &mut Ws) -> (u16, String, Vec<Json>) {
+    let mut before = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("timed out waiting for the close frame");
+        match msg {
+            Some(Ok(Message::Text(t))) => match serde_json::from_str::<Json>(t.as_str()).unwrap() {
+                Json::Array(items) => before.extend(items),
+                one => before.push(one),
+            },
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (frame.code.into(), frame.reason.to_string(), before)
+            }
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                return (0, String::new(), before)
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+pub fn msg(kind: &str, data: Json) -> Json {
+    serde_json::json!({"type": kind, "data": data})
+}

@@ -1,0 +1,356 @@
+//! Session creation end to end, as a user and an operator see it: `GET /` starts a worker
+//! process that runs main.lua, then 302; each session is its own process and its own VM; a
+//! worker's death touches no other session; no worker outlives the broker; failures of main.lua
+//! are reported; nothing but our own workers can talk on the worker socket.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+
+use common::*;
+use nix::sys::signal::Signal;
+use serde_json::Value as Json;
+
+/// An app whose VM-global counter would show sharing: every session must see count 1.
+const COUNTER_APP: &str = r#"
+loads = (loads or 0) + 1
+session:createAppVariable({ count = loads, sid = session._sessionID })
+"#;
+
+async fn variables(broker: &Broker, id: &str) -> Vec<Json> {
+    let resp = client()
+        .get(broker.url(&format!("/{id}/variables.json")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    serde_json::from_str::<Json>(&resp.text().await.unwrap())
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The value of variable 1 as the debug view reports it.
+async fn app_value(broker: &Broker, id: &str) -> Json {
+    let vars = variables(broker, id).await;
+    let app = vars
+        .iter()
+        .find(|v| v["id"] == 1)
+        .unwrap_or_else(|| panic!("session {id} has no variable 1: {vars:?}"));
+    app["value"].clone()
+}
+
+#[tokio::test]
+async fn get_root_starts_a_worker_whose_main_lua_created_variable_1() {
+    let broker = Broker::with_app(&[("main.lua", COUNTER_APP)], &["--debug-pages"]);
+    assert!(broker.workers().is_empty());
+
+    let id = broker.create_session().await;
+
+    assert_eq!(
+        broker.workers().len(),
+        1,
+        "one worker process for one session"
+    );
+    let app = app_value(&broker, &id).await;
+    assert!(
+        app.get("obj").is_some(),
+        "variable 1 holds the app object: {app}"
+    );
+
+    // The session page answers with the cookie ui-engine's frontend reads.
+    let page = client()
+        .get(broker.url(&format!("/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert_eq!(
+        page.headers()["set-cookie"].to_str().unwrap(),
+        format!("ui-session={id}; Path=/; SameSite=Lax")
+    );
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    // Sub-paths of a session serve the same page.
+    let sub = client()
+        .get(broker.url(&format!("/{id}/some/view")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sub.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn fifty_sessions_are_fifty_processes_with_fifty_separate_vms() {
+    let broker = Broker::with_app(
+        &[(
+            "main.lua",
+            r#"
+            loads = (loads or 0) + 1
+            session:createAppVariable({ count = loads, sid = session._sessionID })
+            "#,
+        )],
+        &["--debug-pages"],
+    );
+    let mut ids = HashSet::new();
+    for _ in 0..50 {
+        ids.insert(broker.create_session().await);
+    }
+    assert_eq!(ids.len(), 50, "50 distinct session ids");
+    let workers: HashSet<i32> = broker.workers().into_iter().collect();
+    assert_eq!(workers.len(), 50, "50 distinct worker pids");
+
+    for id in &ids {
+        assert!(
+            app_value(&broker, id).await["obj"].is_i64(),
+            "variable 1 of {id}"
+        );
+    }
+    // Fields reach a tab only through child variables: read each session's counter and vended
+    // id over its own socket. Each VM ran main.lua exactly once.
+    let mut counts = HashSet::new();
+    let mut sids = HashSet::new();
+    for id in &ids {
+        let mut ws = connect(&broker, id).await;
+        send(
+            &mut ws,
+            serde_json::json!([
+                msg(
+                    "create",
+                    serde_json::json!({"id": 2, "parentId": 1, "properties": {"path": "count"}})
+                ),
+                msg(
+                    "create",
+                    serde_json::json!({"id": 3, "parentId": 1, "properties": {"path": "sid"}})
+                ),
+            ]),
+        )
+        .await;
+        let mut got = std::collections::HashMap::new();
+        while got.len() < 2 {
+            for m in recv(&mut ws).await {
+                if m["type"] == "update" && m["data"].get("value").is_some() {
+                    got.insert(
+                        m["data"]["varId"].as_i64().unwrap(),
+                        m["data"]["value"].clone(),
+                    );
+                }
+            }
+        }
+        counts.insert(got[&2].clone());
+        sids.insert(got[&3].clone());
+    }
+    assert_eq!(counts, HashSet::from([Json::from(1)]), "every VM is fresh");
+    assert_eq!(sids.len(), 50, "every session has its own vended id");
+}
+
+#[tokio::test]
+async fn killing_one_worker_leaves_the_others_serving_and_it_is_reaped() {
+    let broker = Broker::with_app(&[("main.lua", COUNTER_APP)], &["--debug-pages"]);
+    let a = broker.create_session().await;
+    let before: HashSet<i32> = broker.workers().into_iter().collect();
+    let b = broker.create_session().await;
+    let after: HashSet<i32> = broker.workers().into_iter().collect();
+    let b_pid = *after.difference(&before).next().expect("b's worker");
+    let a_pid = *before.iter().next().unwrap();
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_pid), Signal::SIGKILL).unwrap();
+    wait_until("the killed worker to be reaped", || {
+        !is_alive(b_pid) && !is_zombie(b_pid) && proc_state(b_pid).is_none()
+    });
+    broker.wait_log("session worker crashed");
+    assert!(
+        broker.log().contains("signal 9 (SIGKILL)"),
+        "exit status logged"
+    );
+
+    assert!(is_alive(a_pid), "the other session's worker lives on");
+    app_value(&broker, &a).await; // and answers
+    let c = broker.create_session().await; // and the server still serves
+    assert_ne!(c, b);
+}
+
+#[tokio::test]
+async fn workers_die_within_a_second_of_the_broker_being_killed() {
+    let mut broker = Broker::with_app(&[("main.lua", COUNTER_APP)], &["--lua-time-limit", "0"]);
+    for _ in 0..5 {
+        broker.create_session().await;
+    }
+    let workers = broker.workers();
+    assert_eq!(workers.len(), 5);
+    let socket = worker_socket_of(workers[0]).expect("worker socket in its environment");
+
+    broker.signal(Signal::SIGKILL);
+    broker.wait_exit();
+    let killed_at = std::time::Instant::now();
+    wait_until("every worker to die with its broker", || {
+        workers_of_socket(&socket).is_empty()
+    });
+    assert!(
+        killed_at.elapsed() < std::time::Duration::from_secs(1),
+        "workers outlived the broker by {:?}",
+        killed_at.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn main_lua_syntax_error_is_a_500_with_file_and_line() {
+    let broker = Broker::with_app(&[("main.lua", "local x = = 1\n")], &[]);
+    let resp = client().get(broker.url("/")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("main.lua:1:"),
+        "file and line in the body: {body}"
+    );
+    broker.wait_log("main.lua:1:");
+    wait_until("the failed worker to be reaped", || {
+        broker.workers().is_empty()
+    });
+    assert!(
+        descendants(broker.pid).is_empty(),
+        "no worker and no zombie left"
+    );
+}
+
+#[tokio::test]
+async fn main_lua_runtime_error_is_a_500_and_the_server_keeps_serving() {
+    let broker = Broker::with_app(
+        &[(
+            "main.lua",
+            "local function boom() error('no database here') end\nboom()\n",
+        )],
+        &[],
+    );
+    for _ in 0..3 {
+        let resp = client().get(broker.url("/")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 500);
+        let body = resp.text().await.unwrap();
+        assert!(body.contains("main.lua:1: no database here"), "{body}");
+    }
+    wait_until("failed workers to be reaped", || {
+        descendants(broker.pid).is_empty()
+    });
+    let metrics = client()
+        .get(broker.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("luabroker_sessions_failed_total 3"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn main_lua_without_an_app_variable_is_a_500() {
+    let broker = Broker::with_app(&[("main.lua", "local x = 1\n")], &[]);
+    let resp = client().get(broker.url("/")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 500);
+    assert!(resp.text().await.unwrap().contains("createAppVariable"));
+}
+
+#[tokio::test]
+async fn unknown_session_is_a_404_page_linking_home() {
+    let broker = Broker::start(&[]);
+    for path in [
+        "/0123456789abcdef0123456789abcdef",
+        "/not-a-session",
+        "/0123456789abcdef0123456789abcdef/deeper/path",
+        "/..%2f..%2fetc%2fpasswd",
+    ] {
+        let resp = client().get(broker.url(path)).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 404, "{path}");
+        let body = resp.text().await.unwrap();
+        assert!(
+            body.contains("does not exist or has expired"),
+            "{path}: {body}"
+        );
+        assert!(body.contains("href=\"/\""), "links to /");
+    }
+    let ws = client()
+        .get(broker.url("/ws/0123456789abcdef0123456789abcdef"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ws.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn the_default_app_serves_without_any_flags() {
+    let broker = Broker::start(&[]);
+    let id = broker.create_session().await;
+    let page = client()
+        .get(broker.url(&format!("/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+}
+
+/// Someone on the machine connects to the worker socket: wrong token, garbage bytes, an
+/// oversized length prefix. Each is refused; live sessions are not disturbed.
+#[tokio::test]
+async fn forged_clients_on_the_worker_socket_are_refused() {
+    let broker = Broker::with_app(&[("main.lua", COUNTER_APP)], &["--debug-pages"]);
+    let id = broker.create_session().await;
+    let pid = broker.workers()[0];
+    let socket = worker_socket_of(pid).unwrap();
+
+    // The directory is private to the broker's user.
+    let dir = std::path::Path::new(&socket).parent().unwrap();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "socket directory mode");
+
+    // 1. A well-formed hello with a token nobody was given.
+    let hello = protocol_hello([0xab; 32], std::process::id());
+    assert_refused(&socket, &hello);
+    broker.wait_log("unknown or already used token");
+    // 2. A well-formed hello that lies about its pid.
+    assert_refused(&socket, &protocol_hello([0xab; 32], 1));
+    broker.wait_log("hello claims pid 1");
+    // 3. Garbage.
+    let mut garbage = 8u32.to_le_bytes().to_vec();
+    garbage.extend_from_slice(&[0xff; 8]);
+    assert_refused(&socket, &garbage);
+    broker.wait_log("undecodable frame");
+    // 4. A length prefix far over the limit.
+    assert_refused(&socket, &u32::MAX.to_le_bytes());
+    broker.wait_log("over the 16777216-byte limit");
+
+    assert!(is_alive(pid), "the live session's worker is untouched");
+    app_value(&broker, &id).await;
+    broker.create_session().await;
+}
+
+/// A hello frame as a worker of this build would send it, built from the shared protocol crate.
+fn protocol_hello(token: [u8; 32], pid: u32) -> Vec<u8> {
+    protocol::codec::encode_frame(&protocol::ipc::WorkerToBroker::Hello(
+        protocol::ipc::Hello {
+            version: protocol::PROTOCOL_VERSION,
+            token,
+            pid,
+        },
+    ))
+    .unwrap()
+}
+
+/// Writes `bytes` and expects the broker to hang up without a word.
+fn assert_refused(socket: &str, bytes: &[u8]) {
+    use std::io::Read;
+    let mut s = UnixStream::connect(socket).expect("connect to the worker socket");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let _ = s.write_all(bytes);
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the broker answered a forged client");
+}
