@@ -73,6 +73,11 @@ pub struct Config {
     #[arg(long, env = "LUABROKER_WORKER_PING_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub worker_ping_timeout: Duration,
 
+    /// Workers started ahead of demand (connected, no VM yet), so `GET /` need not wait for
+    /// an exec; 0 = start each worker on demand.
+    #[arg(long, env = "LUABROKER_SPARE_WORKERS", default_value_t = 4)]
+    pub spare_workers: usize,
+
     /// Outgoing frames queued for one tab; a tab that falls this far behind is disconnected.
     #[arg(long, env = "LUABROKER_TAB_QUEUE_LIMIT", default_value_t = 1024)]
     pub tab_queue_limit: usize,

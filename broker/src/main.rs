@@ -76,6 +76,7 @@ async fn run(config: Config) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let broker = Broker::new(config, app.path().to_path_buf(), reaper)?;
 
+    broker.server.refill_spares();
     let maintenance = tokio::spawn(maintain(broker.clone()));
     let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
     let server =

@@ -1,12 +1,17 @@
 //! Server: starts, tracks and stops the worker processes (the seed's `Server`, whose
 //! `luaSessions` map here holds a [`WorkerHandle`] per vended id).
 //!
-//! Starting a worker for a session: register a one-time token, have the spawner exec the
-//! worker, wait for it to connect and authenticate (or die), send `Start`, and wait for `Ready`
-//! (main.lua done, variable 1 created) or `Failed`. Only then does `GET /` answer.
+//! Starting a worker: register a one-time token, have the spawner exec the worker, and wait
+//! for it to connect and authenticate (or die). Exec dominates session-creation latency, so a
+//! few such *spare* workers are kept ready ahead of demand (`--spare-workers`): a spare has
+//! connected and proved who it is, but has no Lua VM yet. Giving one a session sends `Start`
+//! (the worker builds a fresh VM and runs `main.lua`) and waits for `Ready` or `Failed`; only
+//! then does `GET /` answer. Every session still gets its own new process and VM; a spare is
+//! used once.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +25,7 @@ use crate::reaper::{Exit, Reaper};
 use crate::session::Session;
 use crate::spawner::Spawner;
 use crate::worker_handle::{Ending, WorkerHandle};
-use crate::worker_socket::{token_hex, WorkerSocket};
+use crate::worker_socket::{token_hex, Link, WorkerSocket};
 
 /// How long a spawned worker may take to connect and say hello.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +50,13 @@ pub enum StartError {
     Ending(String),
 }
 
+/// A started, authenticated worker waiting for its session.
+struct Spare {
+    pid: i32,
+    link: Link,
+    exit: oneshot::Receiver<Exit>,
+}
+
 pub struct Server {
     config: Arc<Config>,
     app_dir: PathBuf,
@@ -52,6 +64,9 @@ pub struct Server {
     socket: WorkerSocket,
     reaper: Reaper,
     workers: Mutex<HashMap<u64, Arc<WorkerHandle>>>,
+    spares: Mutex<Vec<Spare>>,
+    /// Spares being started right now (so refills do not overshoot).
+    spares_coming: AtomicUsize,
 }
 
 impl Server {
@@ -65,15 +80,19 @@ impl Server {
             socket,
             reaper,
             workers: Mutex::default(),
+            spares: Mutex::default(),
+            spares_coming: AtomicUsize::new(0),
         })
     }
 
-    /// Removes the worker socket and its directory (at exit).
+    /// Removes the worker socket and its directory, and lets spare workers go (they exit on
+    /// EOF). Called at exit.
     pub fn close(&self) {
+        self.lock_spares().clear();
         self.socket.close();
     }
 
-    /// Every live worker.
+    /// Every live worker that serves a session.
     pub fn workers(&self) -> Vec<Arc<WorkerHandle>> {
         self.lock().values().cloned().collect()
     }
@@ -82,14 +101,47 @@ impl Server {
         self.workers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a worker for `session`, runs its main.lua, and installs it in the session.
-    /// `on_end` is told how the worker's life ended.
-    pub async fn create_lua_session(
-        self: &Arc<Self>,
-        session: &Arc<Session>,
-        on_end: impl FnOnce(Arc<Session>, Arc<WorkerHandle>, Ending) + Send + 'static,
-    ) -> Result<(), StartError> {
-        let started = Instant::now();
+    fn lock_spares(&self) -> std::sync::MutexGuard<'_, Vec<Spare>> {
+        self.spares.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tops the spare pool up to `--spare-workers`, in the background.
+    pub fn refill_spares(self: &Arc<Self>) {
+        let target = self.config.spare_workers;
+        loop {
+            let have = self.lock_spares().len() + self.spares_coming.load(Ordering::Acquire);
+            if have >= target {
+                return;
+            }
+            self.spares_coming.fetch_add(1, Ordering::AcqRel);
+            let server = self.clone();
+            tokio::spawn(async move {
+                let launched = server.launch().await;
+                server.spares_coming.fetch_sub(1, Ordering::AcqRel);
+                match launched {
+                    Ok(spare) => server.lock_spares().push(spare),
+                    Err(e) => tracing::error!("cannot start a spare worker: {e}"),
+                }
+            });
+        }
+    }
+
+    /// A spare that is still alive, if any.
+    fn take_spare(&self) -> Option<Spare> {
+        let mut spares = self.lock_spares();
+        while let Some(mut spare) = spares.pop() {
+            if matches!(
+                spare.exit.try_recv(),
+                Err(oneshot::error::TryRecvError::Empty)
+            ) {
+                return Some(spare);
+            }
+        }
+        None
+    }
+
+    /// Spawns a worker and waits until it has connected and authenticated.
+    async fn launch(&self) -> Result<Spare, StartError> {
         let (token, arrival) = self.socket.expect().map_err(StartError::Spawn)?;
         let pid = match self.spawner.spawn(token_hex(&token)).await {
             Ok(pid) => pid,
@@ -99,19 +151,68 @@ impl Server {
             }
         };
         let mut exit = self.reaper.wait(pid);
-        let result = self.start_worker(session, pid, arrival, &mut exit).await;
-        let link = match result {
-            Ok(link) => link,
-            Err(e) => {
-                self.socket.forget(&token);
-                // Whatever went wrong, leave no process behind, and reap it before answering.
-                self.reaper.kill(pid, Signal::SIGKILL);
-                let how = (&mut exit).await.map(|e| e.to_string()).unwrap_or_default();
-                tracing::warn!(session = %session.id, vended = session.vended_id, pid,
-                    "session start failed ({how}): {e}");
-                return Err(e);
+        let arrived = tokio::select! {
+            arrived = tokio::time::timeout(CONNECT_TIMEOUT, arrival) => match arrived {
+                Ok(Ok(a)) => Ok(a),
+                _ => Err(StartError::NoConnection(CONNECT_TIMEOUT)),
+            },
+            ended = &mut exit => {
+                Err(StartError::DiedEarly(ended.unwrap_or(Exit::Signal(Signal::SIGKILL))))
             }
         };
+        let failed = match arrived {
+            Ok(a) if a.pid == pid => {
+                return Ok(Spare {
+                    pid,
+                    link: a.link,
+                    exit,
+                })
+            }
+            Ok(a) => StartError::WrongPeer {
+                peer: a.pid,
+                spawned: pid,
+            },
+            Err(e) => e,
+        };
+        self.socket.forget(&token);
+        if !matches!(failed, StartError::DiedEarly(_)) {
+            // Leave no process behind, and reap it before answering.
+            self.reaper.kill(pid, Signal::SIGKILL);
+            let _ = exit.await;
+        }
+        Err(failed)
+    }
+
+    /// Gives `session` a worker: a spare if one is ready, else a freshly spawned one; runs its
+    /// main.lua and installs it in the session. `on_end` is told how the worker's life ended.
+    pub async fn create_lua_session(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        on_end: impl FnOnce(Arc<Session>, Arc<WorkerHandle>, Ending) + Send + 'static,
+    ) -> Result<(), StartError> {
+        let started = Instant::now();
+        let spare = match self.take_spare() {
+            Some(spare) => spare,
+            None => self.launch().await?,
+        };
+        self.refill_spares();
+        let Spare {
+            pid,
+            mut link,
+            mut exit,
+        } = spare;
+        if let Err(e) = self.start_session(session, &mut link).await {
+            // Whatever went wrong, leave no process behind, and reap it before answering.
+            drop(link);
+            self.reaper.kill(pid, Signal::SIGKILL);
+            let how = (&mut exit).await.map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(session = %session.id, vended = session.vended_id, pid,
+                "session start failed ({how}): {e}");
+            return Err(match e {
+                StartError::DiedInMain(_) => StartError::DiedInMain(how),
+                e => e,
+            });
+        }
         let server = self.clone();
         let owner = session.clone();
         let handle = WorkerHandle::start(
@@ -131,33 +232,12 @@ impl Server {
             return Err(StartError::Ending(why));
         }
         tracing::info!(session = %session.id, vended = session.vended_id, pid,
-            startup_us = started.elapsed().as_micros() as u64, "session worker started");
+            startup_us = started.elapsed().as_micros() as u64, "session started");
         Ok(())
     }
 
-    async fn start_worker(
-        &self,
-        session: &Session,
-        pid: i32,
-        arrival: oneshot::Receiver<crate::worker_socket::Arrival>,
-        exit: &mut oneshot::Receiver<Exit>,
-    ) -> Result<crate::worker_socket::Link, StartError> {
-        let arrival = tokio::select! {
-            arrived = tokio::time::timeout(CONNECT_TIMEOUT, arrival) => match arrived {
-                Ok(Ok(a)) => a,
-                _ => return Err(StartError::NoConnection(CONNECT_TIMEOUT)),
-            },
-            ended = &mut *exit => {
-                return Err(StartError::DiedEarly(ended.unwrap_or(Exit::Signal(Signal::SIGKILL))))
-            }
-        };
-        if arrival.pid != pid {
-            return Err(StartError::WrongPeer {
-                peer: arrival.pid,
-                spawned: pid,
-            });
-        }
-        let mut link = arrival.link;
+    /// Sends `Start` and waits for main.lua's outcome.
+    async fn start_session(&self, session: &Session, link: &mut Link) -> Result<(), StartError> {
         let start = StartSession {
             vended_id: session.vended_id,
             session_id: session.id.clone(),
@@ -171,10 +251,10 @@ impl Server {
             return Err(StartError::DiedInMain("socket closed".into()));
         }
         // The worker enforces the Lua time limit itself; this is the backstop for a worker
-        // that hangs outside Lua.
+        // that hangs outside Lua. A worker that dies closes its socket, which ends the wait.
         let limit = self.config.lua_time_limit + Duration::from_secs(5);
         match tokio::time::timeout(limit, link.next()).await {
-            Ok(Some(Ok(WorkerToBroker::Ready { .. }))) => Ok(link),
+            Ok(Some(Ok(WorkerToBroker::Ready { .. }))) => Ok(()),
             Ok(Some(Ok(WorkerToBroker::Failed { error }))) => Err(StartError::MainFailed(error)),
             Ok(Some(Ok(other))) => Err(StartError::DiedInMain(format!(
                 "unexpected first message {other:?}"

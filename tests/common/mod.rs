@@ -130,11 +130,19 @@ impl Broker {
         id
     }
 
-    /// Worker processes of this broker (its descendants, not zombies).
+    /// Worker processes serving a session (named `lb-session`; spares are `lb-spare`).
     pub fn workers(&self) -> Vec<i32> {
         descendants(self.pid)
             .into_iter()
-            .filter(|p| proc_state(*p).is_some_and(|s| s != 'Z'))
+            .filter(|p| is_alive(*p) && comm(*p).as_deref() == Some("lb-session"))
+            .collect()
+    }
+
+    /// Every live child process of the broker, spares included.
+    pub fn children(&self) -> Vec<i32> {
+        descendants(self.pid)
+            .into_iter()
+            .filter(|p| is_alive(*p))
             .collect()
     }
 
@@ -211,6 +219,12 @@ fn stat(pid: i32) -> Option<(char, i32)> {
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     Some((state, ppid))
+}
+
+pub fn comm(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_string())
 }
 
 pub fn proc_state(pid: i32) -> Option<char> {

@@ -51,6 +51,7 @@ pub fn run() -> ExitCode {
         tracing::error!("{e}");
         return ExitCode::from(exit::SETUP);
     }
+    let _ = nix::sys::prctl::set_name(c"lb-spare");
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -138,6 +139,8 @@ async fn serve(socket: String, token: [u8; TOKEN_LEN]) -> u8 {
             return exit::PROTOCOL;
         }
     };
+    // `ps` and /proc tell spares ("lb-spare") from workers serving a session ("lb-session").
+    let _ = nix::sys::prctl::set_name(c"lb-session");
     let span = tracing::info_span!("session", id = %start.session_id, vended = start.vended_id);
     let _enter = span.enter();
 
