@@ -167,14 +167,17 @@ impl Broker {
         futures_util::future::join_all(pings).await;
     }
 
-    /// Shutdown: every session is destroyed at once, tabs closed with 1001.
+    /// Shutdown: every session is destroyed at once, tabs closed with 1001; spares go too.
     pub async fn shutdown(&self) {
+        self.manager.close();
+        let spares = self.server.stop_spares(self.config.shutdown_grace);
         let sessions = self.manager.all();
         tracing::info!(sessions = sessions.len(), "shutting down");
         let ends = sessions.iter().map(|s| {
             self.destroy_session(s, "the server is shutting down".into(), close::GOING_AWAY)
         });
         futures_util::future::join_all(ends).await;
+        spares.await;
         // Workers still starting (GET / in flight) are not in a session yet; stop them too.
         let stragglers = self.server.workers();
         let stops = stragglers

@@ -91,7 +91,6 @@ async fn run(config: Config) -> std::io::Result<()> {
     let signal = shutdown::signalled().await;
     tracing::info!("{signal} received: stopping");
     let _ = stop_accepting.send(());
-    broker.manager.close();
     broker.shutdown().await;
     maintenance.abort();
     // Plain HTTP requests still in flight get a moment to finish; tabs are already closed.

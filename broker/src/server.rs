@@ -19,6 +19,7 @@ use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
 use protocol::ipc::{BrokerToWorker, LuaLimits, StartSession, WorkerToBroker};
 use tokio::sync::oneshot;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::reaper::{Exit, Reaper};
@@ -67,6 +68,8 @@ pub struct Server {
     spares: Mutex<Vec<Spare>>,
     /// Spares being started right now (so refills do not overshoot).
     spares_coming: AtomicUsize,
+    /// The refill tasks, so shutdown can wait for spares still on their way.
+    refills: TaskTracker,
 }
 
 impl Server {
@@ -82,14 +85,35 @@ impl Server {
             workers: Mutex::default(),
             spares: Mutex::default(),
             spares_coming: AtomicUsize::new(0),
+            refills: TaskTracker::new(),
         })
     }
 
-    /// Removes the worker socket and its directory, and lets spare workers go (they exit on
-    /// EOF). Called at exit.
+    /// Removes the worker socket and its directory. Called at exit.
     pub fn close(&self) {
-        self.lock_spares().clear();
         self.socket.close();
+    }
+
+    /// Lets every spare worker go (each exits on EOF) and reaps it; one that lingers past
+    /// `grace` is killed.
+    pub async fn stop_spares(&self, grace: Duration) {
+        self.refills.close();
+        self.refills.wait().await;
+        let spares: Vec<Spare> = std::mem::take(&mut *self.lock_spares());
+        let stops = spares.into_iter().map(
+            |Spare {
+                 pid,
+                 link,
+                 mut exit,
+             }| async move {
+                drop(link);
+                if tokio::time::timeout(grace, &mut exit).await.is_err() {
+                    self.reaper.kill(pid, Signal::SIGKILL);
+                    let _ = exit.await;
+                }
+            },
+        );
+        futures_util::future::join_all(stops).await;
     }
 
     /// Every live worker that serves a session.
@@ -109,13 +133,16 @@ impl Server {
     pub fn refill_spares(self: &Arc<Self>) {
         let target = self.config.spare_workers;
         loop {
+            if self.refills.is_closed() {
+                return; // shutting down
+            }
             let have = self.lock_spares().len() + self.spares_coming.load(Ordering::Acquire);
             if have >= target {
                 return;
             }
             self.spares_coming.fetch_add(1, Ordering::AcqRel);
             let server = self.clone();
-            tokio::spawn(async move {
+            self.refills.spawn(async move {
                 let launched = server.launch().await;
                 server.spares_coming.fetch_sub(1, Ordering::AcqRel);
                 match launched {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
+use protocol::codec::CodecError;
 use protocol::ipc::{BrokerToWorker, DebugVariable, WorkerToBroker};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -82,6 +83,8 @@ impl WorkerHandle {
             while let Some(frame) = stream.next().await {
                 match frame {
                     Ok(msg) => reader.route(msg, &session),
+                    // The socket failing means the worker is gone; the supervisor says why.
+                    Err(CodecError::Io(_)) => return,
                     Err(e) => {
                         reader.kill(format!("worker sent a bad frame: {e}"));
                         return;
@@ -128,10 +131,10 @@ impl WorkerHandle {
 
     /// Sends `sig`, recording why (the first reason wins).
     pub fn signal(&self, sig: Signal, reason: String) {
+        tracing::warn!(pid = self.pid, signal = %sig.as_str(), "stopping worker: {reason}");
         {
             let mut slot = self.kill_reason.lock().unwrap_or_else(|e| e.into_inner());
             if slot.is_none() {
-                tracing::warn!(pid = self.pid, "stopping worker: {reason}");
                 *slot = Some(reason);
             }
         }

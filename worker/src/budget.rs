@@ -2,12 +2,14 @@
 //! allocator ceiling. A "turn" is one unit of work the worker hands to Lua: running `main.lua`,
 //! handling one tab frame, or one timer callback (DESIGN.md 7).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mlua::{HookTriggers, Lua, VmState};
 use protocol::ErrorCode;
+
+use crate::os_limits::CpuBackstop;
 
 /// How often (in VM instructions) the hook looks at the clock: often enough that a runaway
 /// loop overshoots its budget by microseconds, rarely enough to cost nothing measurable.
@@ -21,6 +23,8 @@ pub const TIME_LIMIT_MARKER: &str = "luabroker: Lua time limit";
 pub struct TurnBudget {
     per_turn: Option<Duration>,
     deadline: Rc<Cell<Option<Instant>>>,
+    /// The OS CPU limit behind the hook; only in a real worker process (see `os_limits`).
+    backstop: Rc<RefCell<Option<CpuBackstop>>>,
 }
 
 impl TurnBudget {
@@ -33,6 +37,7 @@ impl TurnBudget {
         let budget = TurnBudget {
             per_turn: (turn_time_ms > 0).then(|| Duration::from_millis(turn_time_ms)),
             deadline: Rc::new(Cell::new(None)),
+            backstop: Rc::default(),
         };
         if let Some(per_turn) = budget.per_turn {
             let deadline = budget.deadline.clone();
@@ -49,8 +54,19 @@ impl TurnBudget {
         Ok(budget)
     }
 
+    /// Puts RLIMIT_CPU behind the hook. Process-wide, so only the worker process does this
+    /// (never a test binary that hosts many VMs).
+    pub fn enable_cpu_backstop(&self) {
+        if let Some(per_turn) = self.per_turn {
+            *self.backstop.borrow_mut() = Some(CpuBackstop::new(per_turn));
+        }
+    }
+
     /// Starts a new turn: the clock starts from now.
     pub fn begin_turn(&self) {
+        if let Some(backstop) = self.backstop.borrow_mut().as_mut() {
+            backstop.arm();
+        }
         self.deadline
             .set(self.per_turn.map(|per_turn| Instant::now() + per_turn));
     }

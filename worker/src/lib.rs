@@ -8,6 +8,7 @@
 
 pub mod backend;
 pub mod budget;
+pub mod os_limits;
 pub mod process;
 pub mod sandbox;
 pub mod session;

@@ -144,8 +144,12 @@ async fn serve(socket: String, token: [u8; TOKEN_LEN]) -> u8 {
     let span = tracing::info_span!("session", id = %start.session_id, vended = start.vended_id);
     let _enter = span.enter();
 
+    crate::os_limits::apply(start.limits.memory_bytes);
     let mut session = match LuaSession::new(&start) {
-        Ok(s) => s,
+        Ok(s) => {
+            s.budget().enable_cpu_backstop();
+            s
+        }
         Err(e) => {
             let error = format!("cannot build the Lua VM: {e}");
             let _ = link.send(WorkerToBroker::Failed { error }).await;
