@@ -3,9 +3,11 @@
 //! The seed's roles, bottom up: [`tracker::Tracker`] holds the variables and turns Lua values
 //! into value JSON; [`backend::LuaBackend`] owns the tracker and answers tab messages with
 //! change-detection batches; [`session::LuaSession`] builds the sandboxed Lua VM with its
-//! `session` global and runs `main.lua`; [`process`] is the worker process's loop that talks to
+//! `session` global and runs `main.lua`, with the rest of the app API from [`api`] (prototypes,
+//! `ui`, `require`, timers); [`process`] is the worker process's loop that talks to
 //! the broker over one socket. Single-threaded throughout: one thread owns the VM.
 
+pub mod api;
 pub mod backend;
 pub mod budget;
 pub mod os_limits;

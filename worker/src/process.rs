@@ -6,17 +6,21 @@
 //! parent-death signal (armed first thing, then `getppid()` re-checked in case the broker died
 //! before it was armed), and EOF on the socket.
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use futures_util::{SinkExt, StreamExt};
 use interprocess::local_socket::tokio::{prelude::*, Stream};
 use interprocess::local_socket::{GenericFilePath, ToFsName};
+use protocol::browser::ServerMessage;
 use protocol::codec::FrameCodec;
-use protocol::ipc::{BrokerToWorker, Hello, TabBatch, WorkerToBroker};
+use protocol::ipc::{BrokerToWorker, Hello, TabBatch, TabId, WorkerToBroker};
 use protocol::limits::TOKEN_LEN;
 use protocol::PROTOCOL_VERSION;
 use tokio_util::codec::Framed;
 
+use crate::budget;
 use crate::session::LuaSession;
 
 pub const ENV_SOCKET: &str = "LUABROKER_WORKER_SOCKET";
@@ -171,10 +175,27 @@ async fn serve(socket: String, token: [u8; TOKEN_LEN]) -> u8 {
     run_loop(&mut session, &mut link).await
 }
 
-/// The session's steady state: one broker message at a time, each a Lua turn.
+/// The session's steady state: one broker message or one due timer callback at a time, each a
+/// Lua turn. Waiting for either keeps timers and tab frames fair: a busy timer chain cannot
+/// starve the broker's messages, since each loop runs at most one callback.
 async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
+    // Connected tabs: a timer callback's error goes to all of them.
+    let mut tabs = BTreeSet::new();
     loop {
-        let msg = match link.next().await {
+        let deadline = session.timers().next_deadline();
+        let next = tokio::select! {
+            next = link.next() => next,
+            () = sleep_until(deadline) => {
+                let reply = run_timer(session, &tabs);
+                if let Some(reply) = reply {
+                    if link.send(reply).await.is_err() {
+                        return exit::OK;
+                    }
+                }
+                continue;
+            }
+        };
+        let msg = match next {
             None => return exit::OK,
             Some(Ok(msg)) => msg,
             Some(Err(e)) => {
@@ -190,10 +211,12 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
                 send_batches(batches)
             }
             BrokerToWorker::TabOpened { tab } => {
+                tabs.insert(tab);
                 session.backend().tab_opened(tab);
                 None
             }
             BrokerToWorker::TabClosed { tab } => {
+                tabs.remove(&tab);
                 session.budget().begin_turn();
                 let batches = session.backend().tab_closed(tab);
                 session.budget().end_turn();
@@ -218,6 +241,121 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
     }
 }
 
+/// Sleeps until `deadline`; forever when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs one due timer callback, then change detection (a turn of its own). A callback's error
+/// goes to every connected tab, ahead of the changes.
+fn run_timer(session: &mut LuaSession, tabs: &BTreeSet<TabId>) -> Option<WorkerToBroker> {
+    let ran = session.timers().run_next(Instant::now())?;
+    session.budget().begin_turn();
+    let changes = session.backend().detect_changes();
+    session.budget().end_turn();
+    let errors = match ran {
+        Ok(()) => Vec::new(),
+        Err(e) => error_batches(tabs, &e),
+    };
+    send_batches(merge_batches(errors, changes))
+}
+
+/// One `error` message for each tab, with the code the failure deserves (`limit` or
+/// `lua-error`).
+fn error_batches(tabs: &BTreeSet<TabId>, err: &mlua::Error) -> Vec<TabBatch> {
+    let error = ServerMessage::Error {
+        var_id: None,
+        code: budget::error_code(err),
+        description: err.to_string(),
+    };
+    tabs.iter()
+        .map(|&tab| TabBatch {
+            tab,
+            messages: vec![error.clone()],
+        })
+        .collect()
+}
+
+/// `first` then `then`, one batch per tab.
+fn merge_batches(mut first: Vec<TabBatch>, then: Vec<TabBatch>) -> Vec<TabBatch> {
+    for batch in then {
+        match first.iter_mut().find(|b| b.tab == batch.tab) {
+            Some(same_tab) => same_tab.messages.extend(batch.messages),
+            None => first.push(batch),
+        }
+    }
+    first
+}
+
 fn send_batches(batches: Vec<TabBatch>) -> Option<WorkerToBroker> {
     (!batches.is_empty()).then_some(WorkerToBroker::Send(batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use protocol::ErrorCode;
+
+    use super::*;
+    use crate::budget::TIME_LIMIT_MARKER;
+
+    #[test]
+    fn a_timer_error_reaches_every_tab_before_its_changes() {
+        let tabs = BTreeSet::from([1, 2]);
+        let err = mlua::Error::runtime("main.lua:3: boom");
+        let errors = error_batches(&tabs, &err);
+        let change = ServerMessage::Destroy { var_id: 9 };
+        let changes = vec![
+            TabBatch {
+                tab: 2,
+                messages: vec![change.clone()],
+            },
+            TabBatch {
+                tab: 3,
+                messages: vec![change.clone()],
+            },
+        ];
+        let error = ServerMessage::Error {
+            var_id: None,
+            code: ErrorCode::LuaError,
+            description: err.to_string(),
+        };
+        assert_eq!(
+            merge_batches(errors, changes),
+            [
+                TabBatch {
+                    tab: 1,
+                    messages: vec![error.clone()],
+                },
+                TabBatch {
+                    tab: 2,
+                    messages: vec![error, change.clone()],
+                },
+                TabBatch {
+                    tab: 3,
+                    messages: vec![change],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stopped_runaway_timer_is_reported_as_a_limit() {
+        let err = mlua::Error::runtime(format!("{TIME_LIMIT_MARKER} of 5s exceeded"));
+        let batches = error_batches(&BTreeSet::from([4]), &err);
+        assert!(matches!(
+            &batches[0].messages[0],
+            ServerMessage::Error {
+                code: ErrorCode::Limit,
+                var_id: None,
+                ..
+            }
+        ));
+        assert!(
+            error_batches(&BTreeSet::new(), &err).is_empty(),
+            "no tab, no message"
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! LuaSession: one session's Lua VM, its `session` global, and the loading of `main.lua`
 //! (the seed's `CreateLuaSession` → `createSessionTable` → `setGlobal("session")` →
-//! `loadMainLua`). It owns the [`LuaBackend`] that tracks the app's variables, and the
-//! [`TurnBudget`] that bounds every turn.
+//! `loadMainLua`). It owns the [`LuaBackend`] that tracks the app's variables, the rest of the
+//! app API ([`Api`]: prototypes, `ui`, `require`, timers), and the [`TurnBudget`] that bounds
+//! every turn.
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use mlua::{Lua, Table};
 use protocol::ipc::StartSession;
 use protocol::Value;
 
+use crate::api::{self, Api, LogIds, Timers};
 use crate::backend::LuaBackend;
 use crate::budget::TurnBudget;
 use crate::sandbox;
@@ -16,6 +18,7 @@ use crate::sandbox;
 pub struct LuaSession {
     lua: Lua,
     backend: LuaBackend,
+    api: Api,
     budget: TurnBudget,
     app_dir: PathBuf,
 }
@@ -26,16 +29,23 @@ impl LuaSession {
         let lua = sandbox::new_vm()?;
         let budget =
             TurnBudget::install(&lua, start.limits.turn_time_ms, start.limits.memory_bytes)?;
+        let app_dir = PathBuf::from(&start.app_dir);
         let session: Table = lua.create_table()?;
         session.raw_set("_sessionID", start.vended_id)?;
         session.raw_set("reloading", false)?;
         let backend = LuaBackend::new(&lua, &session)?;
+        let ids = LogIds {
+            session_id: start.session_id.clone(),
+            vended_id: start.vended_id,
+        };
+        let api = api::install(&lua, &session, &app_dir, &budget, ids)?;
         lua.globals().raw_set("session", session)?;
         Ok(LuaSession {
             lua,
             backend,
+            api,
             budget,
-            app_dir: PathBuf::from(&start.app_dir),
+            app_dir,
         })
     }
 
@@ -55,18 +65,35 @@ impl LuaSession {
         &self.budget
     }
 
-    /// Runs `main.lua` as one turn. On success returns variable 1's value JSON; otherwise the
-    /// error text a person needs (file and line for Lua errors).
+    /// The session's timers; the worker loop runs their callbacks.
+    pub fn timers(&self) -> &Timers {
+        self.api.timers()
+    }
+
+    /// The app files run so far (relative to the app directory): what hot reload may re-run.
+    pub fn loaded_files(&self) -> Vec<String> {
+        self.api.loaded_files()
+    }
+
+    /// Runs `main.lua` (and the prototype mutations it queued) as one turn. On success returns
+    /// variable 1's value JSON; otherwise the error text a person needs (file and line for Lua
+    /// errors).
     pub fn load_main(&mut self) -> Result<Value, String> {
-        let path = self.app_dir.join("main.lua");
-        let code =
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         self.budget.begin_turn();
-        let ran = self.lua.load(code).set_name("@main.lua").exec();
+        let ran = self.api.run_main(&self.lua);
         self.budget.end_turn();
         ran.map_err(|e| e.to_string())?;
         self.backend.app_value().ok_or_else(|| {
             "main.lua finished without calling session:createAppVariable".to_string()
         })
+    }
+
+    /// Hot reload of one already-loaded app file, as one turn (see [`api::require::reload_file`]).
+    /// The caller runs change detection afterwards.
+    pub fn reload_file(&mut self, rel_path: &str) -> mlua::Result<()> {
+        self.budget.begin_turn();
+        let ran = self.api.reload_file(&self.lua, rel_path);
+        self.budget.end_turn();
+        ran
     }
 }

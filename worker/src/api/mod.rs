@@ -1,0 +1,84 @@
+//! The Lua app API beyond the tracker-backed `session` methods (DESIGN.md 6): prototypes and
+//! instances, the `ui` table, `require` confined to the app directory, and timers.
+//!
+//! [`install`] puts every piece on a fresh sandboxed VM and returns the [`Api`] handle the
+//! session keeps: it runs `main.lua`, re-runs files for hot reload, and owns the timer queue the
+//! worker loop drives. Each piece keeps its state in Rust behind an `Rc<RefCell<…>>` shared with
+//! its Lua closures; no borrow is ever held while Lua runs.
+
+pub mod prototype;
+pub mod require;
+pub mod timers;
+pub mod ui;
+
+use std::path::Path;
+
+use mlua::{Lua, Table};
+
+use crate::budget::TurnBudget;
+pub use prototype::Prototypes;
+pub use require::Modules;
+pub use timers::Timers;
+pub use ui::LogIds;
+
+/// What the session keeps of the API once it is installed.
+pub struct Api {
+    prototypes: Prototypes,
+    modules: Modules,
+    timers: Timers,
+}
+
+/// Installs `EMPTY`, `ui`, `require` (with `package.loaded`) and the `session` methods
+/// `prototype`, `create`, `setTimeout`, `setInterval`, `setImmediate` and their `clear…`
+/// counterparts. Timer callbacks run as turns of `budget`; `ui.log` lines carry `ids`.
+pub fn install(
+    lua: &Lua,
+    session: &Table,
+    app_dir: &Path,
+    budget: &TurnBudget,
+    ids: LogIds,
+) -> mlua::Result<Api> {
+    ui::install(lua, ids)?;
+    let prototypes = Prototypes::install(lua, session)?;
+    let modules = Modules::install(lua, session, app_dir)?;
+    let timers = Timers::install(lua, session, budget.clone())?;
+    Ok(Api {
+        prototypes,
+        modules,
+        timers,
+    })
+}
+
+impl Api {
+    /// Runs `main.lua`, then the prototype mutations its declarations queued. The caller owns
+    /// the turn (budget) this runs in.
+    pub fn run_main(&self, lua: &Lua) -> mlua::Result<()> {
+        self.modules.load_file(lua, "main.lua")?;
+        self.prototypes.run_pending_mutations()
+    }
+
+    /// Hot reload: re-executes an already-loaded app file (relative to the app directory) with
+    /// `session.reloading` set, then runs the prototype mutations it queued.
+    pub fn reload_file(&self, lua: &Lua, rel_path: &str) -> mlua::Result<()> {
+        require::reload_file(lua, &self.modules, &self.prototypes, rel_path)
+    }
+
+    /// Runs the mutations queued by prototype re-declarations since the last run.
+    pub fn run_pending_mutations(&self) -> mlua::Result<()> {
+        self.prototypes.run_pending_mutations()
+    }
+
+    /// The app files executed so far (`main.lua` and required modules), relative to the app
+    /// directory, in the order they were first loaded: what hot reload may re-run.
+    pub fn loaded_files(&self) -> Vec<String> {
+        self.modules.loaded_files()
+    }
+
+    pub fn prototypes(&self) -> &Prototypes {
+        &self.prototypes
+    }
+
+    pub fn timers(&self) -> &Timers {
+        &self.timers
+    }
+}

@@ -1,0 +1,238 @@
+//! `require` confined to the app directory, the loading of app files (`main.lua` included), and
+//! their re-execution for hot reload.
+//!
+//! - `require("a.b")` runs `a/b.lua` of the app directory, once: its result is cached in
+//!   `package.loaded` (the only field of `package`), `true` when the module returns nothing.
+//!   Module names are dot-separated words of letters, digits, `_` and `-`, so a name can hold
+//!   neither `..` nor an absolute path; the file is then canonicalized and must still lie inside
+//!   the (canonical) app directory, so a symlink cannot lead out of it either.
+//! - Circular requires: while a module runs, a `require` of it returns what it has put in
+//!   `package.loaded[name]` so far (Lua's idiom for a module that publishes its table early), or
+//!   `true` when it has put nothing there. Stock Lua would recurse until the C stack overflows;
+//!   we choose `true`, the value stock `require` gives a module that returns nothing.
+//! - Chunks are named `@a/b.lua`, so errors read `a/b.lua:3: …`. A module whose chunk fails is
+//!   not cached: the next `require` tries again. Like stock Lua, a module chunk receives its name
+//!   and its file path as `...`. Files are loaded as text only: bytecode could corrupt the VM.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+
+use mlua::chunk::ChunkMode;
+use mlua::{IntoLuaMulti, Lua, Table, Value};
+
+use super::prototype::Prototypes;
+
+/// The app's loaded files and module cache; cheap to clone (a shared handle).
+#[derive(Clone)]
+pub struct Modules(Rc<RefCell<State>>);
+
+struct State {
+    /// The canonical app directory.
+    root: PathBuf,
+    session: Table,
+    /// `package.loaded`: module name → value.
+    loaded: Table,
+    /// Modules whose chunk is running (for circular requires).
+    loading: HashSet<String>,
+    /// Files run so far, in the order they finished loading.
+    files: Vec<LoadedFile>,
+}
+
+struct LoadedFile {
+    /// Relative to the app directory, `/`-separated.
+    path: String,
+    /// The module name it was required as; `None` for `main.lua`.
+    module: Option<String>,
+}
+
+impl Modules {
+    /// Sets the `require` and `package` globals for the app in `app_dir`.
+    pub fn install(lua: &Lua, session: &Table, app_dir: &Path) -> mlua::Result<Modules> {
+        // A missing app directory stays as given: every load then fails with "not found".
+        let root = app_dir
+            .canonicalize()
+            .unwrap_or_else(|_| app_dir.to_path_buf());
+        let loaded = lua.create_table()?;
+        let package = lua.create_table()?;
+        package.raw_set("loaded", &loaded)?;
+        lua.globals().raw_set("package", package)?;
+        let this = Modules(Rc::new(RefCell::new(State {
+            root,
+            session: session.clone(),
+            loaded,
+            loading: HashSet::new(),
+            files: Vec::new(),
+        })));
+        let me = this.clone();
+        lua.globals().raw_set(
+            "require",
+            lua.create_function(move |lua, name: String| me.require(lua, name))?,
+        )?;
+        Ok(this)
+    }
+
+    /// The app files run so far, relative to the app directory, in the order they finished
+    /// loading (a module before the file that required it).
+    pub fn loaded_files(&self) -> Vec<String> {
+        self.0
+            .borrow()
+            .files
+            .iter()
+            .map(|f| f.path.clone())
+            .collect()
+    }
+
+    /// Runs the app file `rel_path` (not as a module) and records it as loaded.
+    pub fn load_file(&self, lua: &Lua, rel_path: &str) -> mlua::Result<Value> {
+        let rel = normalize(rel_path).map_err(mlua::Error::runtime)?;
+        let value = self.run(lua, &rel, ())?;
+        self.record(rel, None);
+        Ok(value)
+    }
+
+    fn require(&self, lua: &Lua, name: String) -> mlua::Result<Value> {
+        let file = module_file(&name).map_err(mlua::Error::runtime)?;
+        let (loaded, circular) = {
+            let state = self.0.borrow();
+            (state.loaded.clone(), state.loading.contains(&name))
+        };
+        let cached: Value = loaded.raw_get(name.as_str())?;
+        if !cached.is_nil() {
+            return Ok(cached);
+        }
+        if circular {
+            return Ok(Value::Boolean(true));
+        }
+        self.0.borrow_mut().loading.insert(name.clone());
+        let ran = self.run(lua, &file, (name.as_str(), file.as_str()));
+        self.0.borrow_mut().loading.remove(&name);
+        let value = match ran {
+            Ok(value) => value,
+            Err(e) => {
+                loaded.raw_set(name.as_str(), Value::Nil)?;
+                return Err(e);
+            }
+        };
+        if !value.is_nil() {
+            loaded.raw_set(name.as_str(), value)?;
+        } else if loaded.raw_get::<Value>(name.as_str())?.is_nil() {
+            loaded.raw_set(name.as_str(), true)?;
+        }
+        self.record(file, Some(name.clone()));
+        loaded.raw_get(name.as_str())
+    }
+
+    /// Runs `rel` (already normalized) as a chunk named `@rel`; its first result.
+    fn run(&self, lua: &Lua, rel: &str, args: impl IntoLuaMulti) -> mlua::Result<Value> {
+        let root = self.0.borrow().root.clone();
+        let path = resolve(&root, rel).map_err(mlua::Error::runtime)?;
+        let source = std::fs::read(&path)
+            .map_err(|e| mlua::Error::runtime(format!("cannot read {rel}: {e}")))?;
+        lua.load(source)
+            .set_name(format!("@{rel}"))
+            .set_mode(ChunkMode::Text)
+            .call(args)
+    }
+
+    fn record(&self, path: String, module: Option<String>) {
+        let mut state = self.0.borrow_mut();
+        if !state.files.iter().any(|f| f.path == path) {
+            state.files.push(LoadedFile { path, module });
+        }
+    }
+}
+
+/// Hot reload: re-executes the already-loaded app file `rel_path` with `session.reloading` set
+/// to true (false again afterwards, whatever happens), then runs the prototype mutations the
+/// file queued. A module that returns a value replaces its `package.loaded` entry, so later
+/// `require`s see the new version. The caller owns the turn (budget) this runs in.
+pub fn reload_file(
+    lua: &Lua,
+    modules: &Modules,
+    prototypes: &Prototypes,
+    rel_path: &str,
+) -> mlua::Result<()> {
+    let rel = normalize(rel_path).map_err(mlua::Error::runtime)?;
+    let (session, loaded, module) = {
+        let state = modules.0.borrow();
+        let Some(file) = state.files.iter().find(|f| f.path == rel) else {
+            return Err(mlua::Error::runtime(format!(
+                "{rel} has not been loaded, so it cannot be reloaded"
+            )));
+        };
+        (
+            state.session.clone(),
+            state.loaded.clone(),
+            file.module.clone(),
+        )
+    };
+    session.raw_set("reloading", true)?;
+    let ran = match &module {
+        Some(name) => modules.run(lua, &rel, (name.as_str(), rel.as_str())),
+        None => modules.run(lua, &rel, ()),
+    };
+    session.raw_set("reloading", false)?;
+    if let (Ok(value), Some(name)) = (&ran, &module) {
+        if !value.is_nil() {
+            loaded.raw_set(name.as_str(), value)?;
+        }
+    }
+    let mutated = prototypes.run_pending_mutations();
+    ran?;
+    mutated
+}
+
+/// `a.b` → `a/b.lua`, refusing anything but dot-separated words.
+fn module_file(name: &str) -> Result<String, String> {
+    let word_ok = |w: &str| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !name.split('.').all(word_ok) {
+        return Err(format!(
+            "invalid module name '{name}': use dot-separated words of letters, digits, '_' \
+             and '-' (like 'lib.util'), which name a file inside the app directory"
+        ));
+    }
+    Ok(format!("{}.lua", name.replace('.', "/")))
+}
+
+/// A relative path inside the app directory, `/`-separated, without `.` parts; refuses
+/// absolute paths and `..`.
+fn normalize(rel: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for part in Path::new(rel).components() {
+        match part {
+            Component::Normal(p) => parts.push(
+                p.to_str()
+                    .ok_or_else(|| format!("{rel}: not a UTF-8 path"))?
+                    .to_string(),
+            ),
+            Component::CurDir => {}
+            _ => return Err(format!("{rel} is not a path inside the app directory")),
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!("'{rel}' names no file"));
+    }
+    Ok(parts.join("/"))
+}
+
+/// The canonical file for `rel`, which must exist and lie inside `root` once symlinks are
+/// resolved.
+fn resolve(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let path = root
+        .join(rel)
+        .canonicalize()
+        .map_err(|e| format!("cannot open {rel}: {e}"))?;
+    if !path.starts_with(root) {
+        return Err(format!("{rel} leads outside the app directory"));
+    }
+    if !path.is_file() {
+        return Err(format!("{rel} is not a file"));
+    }
+    Ok(path)
+}
