@@ -50,8 +50,45 @@ impl TurnBudget {
                     _ => Ok(VmState::Continue),
                 },
             )?;
+            budget.guard_protected_calls(lua)?;
         }
         Ok(budget)
+    }
+
+    /// `pcall`, `xpcall` and `coroutine.resume` catch errors, so a loop around one of them
+    /// could catch the deadline's error forever (the sparse hook keeps landing in the inner
+    /// function). After the deadline they re-raise instead of returning. The wrappers are Lua
+    /// functions, so yielding across them keeps working.
+    fn guard_protected_calls(&self, lua: &Lua) -> mlua::Result<()> {
+        let deadline = self.deadline.clone();
+        let expired = lua.create_function(move |_, ()| {
+            Ok(deadline.get().is_some_and(|d| Instant::now() >= d))
+        })?;
+        lua.load(
+            r#"
+            local expired, pcall, xpcall, resume, error = ...
+            local function check(ok, ...)
+              if not ok and expired() then error((...), 0) end
+              return ok, ...
+            end
+            _G.pcall = function(...) return check(pcall(...)) end
+            _G.xpcall = function(...) return check(xpcall(...)) end
+            if coroutine then
+              coroutine.resume = function(...) return check(resume(...)) end
+            end
+            "#,
+        )
+        .set_name("=luabroker.budget")
+        .call::<()>((
+            expired,
+            lua.globals().get::<mlua::Value>("pcall")?,
+            lua.globals().get::<mlua::Value>("xpcall")?,
+            lua.globals()
+                .get::<Option<mlua::Table>>("coroutine")?
+                .map(|c| c.get::<mlua::Value>("resume"))
+                .transpose()?,
+            lua.globals().get::<mlua::Value>("error")?,
+        ))
     }
 
     /// Puts RLIMIT_CPU behind the hook. Process-wide, so only the worker process does this
@@ -128,6 +165,49 @@ mod tests {
             .exec()
             .unwrap_err();
         assert!(is_limit(&err), "{err}");
+    }
+
+    #[test]
+    fn coroutines_cannot_hide_from_the_deadline() {
+        let lua = Lua::new();
+        let budget = TurnBudget::install(&lua, 50, 0).unwrap();
+        budget.begin_turn();
+        let err = lua
+            .load("while true do coroutine.resume(coroutine.create(function() while true do end end)) end")
+            .exec()
+            .unwrap_err();
+        assert!(is_limit(&err), "{err}");
+        budget.begin_turn();
+        let err = lua
+            .load("coroutine.wrap(function() while true do pcall(function() while true do end end) end end)()")
+            .exec()
+            .unwrap_err();
+        assert!(is_limit(&err), "{err}");
+    }
+
+    #[test]
+    fn protected_calls_still_work_inside_the_budget() {
+        let lua = Lua::new();
+        let budget = TurnBudget::install(&lua, 5000, 0).unwrap();
+        budget.begin_turn();
+        let ok: bool = lua
+            .load(
+                r#"
+                local ok, err = pcall(error, "boom")
+                assert(not ok and err:find("boom"))
+                local ok2, v = xpcall(function() return 7 end, debug and debug.traceback or print)
+                assert(ok2 and v == 7)
+                local co = coroutine.create(function(a) local b = coroutine.yield(a + 1) return b * 2 end)
+                local _, x = coroutine.resume(co, 1)
+                local _, y = coroutine.resume(co, 10)
+                -- yielding across pcall inside a coroutine still works
+                local co2 = coroutine.wrap(function() pcall(function() coroutine.yield(5) end) return 6 end)
+                return x == 2 and y == 20 and co2() == 5 and co2() == 6
+                "#,
+            )
+            .eval()
+            .unwrap();
+        assert!(ok);
     }
 
     #[test]
