@@ -227,6 +227,7 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
                 request,
                 variables: session.backend().debug_variables(),
             }),
+            BrokerToWorker::Reload { files } => reload(session, &tabs, &files),
             BrokerToWorker::Shutdown => return exit::OK,
             BrokerToWorker::Start(_) => {
                 tracing::error!("Start sent twice");
@@ -239,6 +240,29 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
             }
         }
     }
+}
+
+/// Re-executes the changed files this session has loaded (each a turn of its own, with
+/// `session.reloading` set), then pushes what changed. A file that fails is reported to every
+/// tab as it would be from a timer; the session keeps its previous definitions.
+fn reload(
+    session: &mut LuaSession,
+    tabs: &BTreeSet<TabId>,
+    files: &[String],
+) -> Option<WorkerToBroker> {
+    let loaded = session.loaded_files();
+    let mut errors = Vec::new();
+    for file in files.iter().filter(|f| loaded.contains(f)) {
+        tracing::info!(file, "reloading");
+        if let Err(e) = session.reload_file(file) {
+            tracing::warn!(file, "reload failed: {e}");
+            errors = merge_batches(errors, error_batches(tabs, &e));
+        }
+    }
+    session.budget().begin_turn();
+    let changes = session.backend().detect_changes();
+    session.budget().end_turn();
+    send_batches(merge_batches(errors, changes))
 }
 
 /// Sleeps until `deadline`; forever when there is none.
