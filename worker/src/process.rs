@@ -56,6 +56,7 @@ pub fn run() -> ExitCode {
         return ExitCode::from(exit::SETUP);
     }
     let _ = nix::sys::prctl::set_name(c"lb-spare");
+    default_fault_signals();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -105,6 +106,18 @@ fn die_with_parent(parent: i32) -> Result<(), String> {
         return Err("the broker is already gone".into());
     }
     Ok(())
+}
+
+/// Rust's runtime catches SIGSEGV/SIGBUS to report stack overflows, and a signal it did not
+/// cause (sent by `kill`) is then swallowed once. A worker dies of a fault either way, so it
+/// takes the default action at once and the broker reports the signal that ended it.
+fn default_fault_signals() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for sig in [Signal::SIGSEGV, Signal::SIGBUS] {
+        // SAFETY: installing the default disposition runs no handler code of ours, so there
+        // is nothing that could be unsound in signal context.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
 }
 
 async fn serve(socket: String, token: [u8; TOKEN_LEN]) -> u8 {
