@@ -412,3 +412,272 @@ fn write_to_link(pid: i32, broker: i32, bytes: &[u8]) {
     use std::io::Write;
     worker_link(pid, broker).write_all(bytes).unwrap();
 }
+
+#[tokio::test]
+async fn a_tab_that_never_reads_is_disconnected_and_the_session_keeps_running() {
+    let app = r#"session:createAppVariable({ big = string.rep("x", 256 * 1024), n = 1 })"#;
+    let broker = Broker::with_app(&[("main.lua", app)], &["--tab-queue-limit", "4"]);
+    let id = broker.create_session().await;
+    let mut slow = connect(&broker, &id).await;
+    send(
+        &mut slow,
+        json!({"type": "create", "data": {"id": 2, "parentId": 1, "properties": {"path": "big"}}}),
+    )
+    .await;
+    // 300 replies of 256 KiB each: far more than the socket buffers and the 4-frame queue.
+    let get = json!({"type": "get", "data": {"varIds": [2]}});
+    for _ in 0..300 {
+        send(&mut slow, get.clone()).await;
+    }
+    broker.wait_log("tab is not reading; disconnecting it");
+
+    // The session is fine: another tab works.
+    let mut other = connect(&broker, &id).await;
+    round_trip(&mut other).await;
+
+    // The slow tab, reading at last, finds its connection ended before all 300 replies.
+    let mut replies = 0;
+    loop {
+        match tokio::time::timeout(DEADLINE, futures_util::StreamExt::next(&mut slow)).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+                if t.as_str().contains("\"get\"") {
+                    replies += 1;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => break,
+            Err(_) => panic!("the slow tab was never disconnected"),
+        }
+    }
+    assert!(replies < 300, "the slow tab got all {replies} replies");
+}
+
+/// 200 sessions, each with a tab doing action round trips; 20 workers are killed mid-way.
+/// Every other session finishes all its round trips with the right values, every killed one
+/// is told `session-crashed`; afterwards no zombies, and the broker's fds and memory are back
+/// where they started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_200_sessions_20_killed() {
+    const SESSIONS: usize = 200;
+    const KILLED: usize = 20;
+    const ROUNDS: i64 = 20;
+    let app = r#"
+        local App = {}
+        App.__index = App
+        function App:increment() self.count = self.count + 1 end
+        session:createAppVariable(setmetatable({ count = 0 }, App))
+    "#;
+    let broker = Broker::with_app(
+        &[("main.lua", app)],
+        &[
+            "--spare-workers",
+            "0",
+            "--idle-timeout",
+            "200ms",
+            "--max-pending-sessions",
+            "512",
+        ],
+    );
+    let fds = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let rss_kib = |pid: i32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    // Baseline after one full session cycle (lazy allocations, thread pools warmed up).
+    {
+        let id = broker.create_session().await;
+        let mut ws = connect(&broker, &id).await;
+        round_trip(&mut ws).await;
+    }
+    wait_until_async("the warm-up session to end", || broker.workers().is_empty()).await;
+    let (fd_base, rss_base) = (fds(broker.pid), rss_kib(broker.pid));
+
+    let mut ids = Vec::new();
+    for _ in 0..SESSIONS {
+        ids.push(broker.create_session().await);
+    }
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(SESSIONS + 1));
+    let mut tasks = Vec::new();
+    for id in ids {
+        let ws_url = broker.ws_url(&id);
+        let ready = ready.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+            send(&mut ws, json!([
+                msg("create", json!({"id": 2, "parentId": 1, "properties": {"path": "count"}})),
+                msg("create", json!({"id": 3, "parentId": 1, "properties": {"path": "increment()", "access": "action"}})),
+            ])).await;
+            recv_until(&mut ws, |m| m["data"]["varId"] == 2 && m["data"]["value"] == 0).await;
+            ready.wait().await;
+            for expect in 1..=ROUNDS {
+                send(&mut ws, json!({"userEvent": true, "messages": [
+                    msg("update", json!({"varId": 3, "value": null}))
+                ]})).await;
+                let got = recv_until(&mut ws, |m| {
+                    m["type"] == "error" || (m["data"]["varId"] == 2 && m["data"].get("value").is_some())
+                }).await;
+                if got["type"] == "error" {
+                    assert_eq!(got["data"]["code"], "session-crashed", "{got}");
+                    return None; // killed
+                }
+                assert_eq!(got["data"]["value"], expect, "round trip {expect}");
+            }
+            Some(ROUNDS)
+        }));
+    }
+    ready.wait().await;
+    // Kill 20 workers while every tab is mid-way through its round trips.
+    let workers = broker.workers();
+    assert_eq!(workers.len(), SESSIONS);
+    let step = SESSIONS / KILLED;
+    let victims: Vec<i32> = workers.iter().step_by(step).take(KILLED).copied().collect();
+    for pid in &victims {
+        sig(*pid, Signal::SIGKILL);
+    }
+    let (mut completed, mut crashed) = (0, 0);
+    for t in tasks {
+        match t.await.expect("a tab task failed") {
+            Some(_) => completed += 1,
+            None => crashed += 1,
+        }
+    }
+    // A victim may have finished all its rounds before the signal landed.
+    assert!(
+        crashed <= KILLED && crashed + completed == SESSIONS,
+        "{crashed} crashed"
+    );
+    assert!(
+        crashed >= KILLED / 2,
+        "only {crashed} of {KILLED} kills were noticed"
+    );
+
+    // Every session ends (idle timeout) and everything is reaped.
+    wait_until_async("all sessions to end", || broker.workers().is_empty()).await;
+    wait_until_async("no zombies", || {
+        descendants(broker.pid).iter().all(|p| !is_zombie(*p))
+    })
+    .await;
+    wait_until_async("broker fds back to baseline", || fds(broker.pid) <= fd_base).await;
+    let rss = rss_kib(broker.pid);
+    assert!(
+        rss < rss_base + 32 * 1024,
+        "broker RSS {rss} KiB vs {rss_base} KiB before the 200 sessions"
+    );
+}
+
+#[tokio::test]
+async fn a_value_too_large_for_the_worker_link_is_refused_to_its_tab_only() {
+    let app = r#"session:createAppVariable({ huge = string.rep("x", 17 * 1024 * 1024), n = 7 })"#;
+    let broker = Broker::with_app(&[("main.lua", app)], &[]);
+    let id = broker.create_session().await;
+    let mut ws = connect(&broker, &id).await;
+    send(
+        &mut ws,
+        json!({"type": "create", "data": {"id": 2, "parentId": 1, "properties": {"path": "huge"}}}),
+    )
+    .await;
+    let err = recv_until(&mut ws, |m| m["type"] == "error").await;
+    assert_eq!(err["data"]["code"], "limit", "{err}");
+    // The session and the tab carry on.
+    round_trip(&mut ws).await;
+}
+
+const RUNAWAY_APP: &str = r#"
+    local App = {}
+    App.__index = App
+    function App:spin() while true do end end
+    function App:hog() local t = {} for i = 1, 1e9 do t[i] = string.rep("y", 100) .. i end end
+    function App:bump() self.n = self.n + 1 end
+    session:createAppVariable(setmetatable({ n = 0 }, App))
+"#;
+
+/// Calls an action of variable 1 and returns the first `error` message.
+async fn call_action_expecting_error(ws: &mut Ws, id: i64, method: &str) -> serde_json::Value {
+    send(
+        ws,
+        json!({"userEvent": true, "messages": [
+            msg("create", json!({"id": id, "parentId": 1, "nowatch": true,
+                "properties": {"path": format!("{method}()"), "access": "action"}})),
+            msg("update", json!({"varId": id, "value": null})),
+        ]}),
+    )
+    .await;
+    recv_until(ws, |m| m["type"] == "error").await
+}
+
+async fn bump_works(ws: &mut Ws) {
+    send(
+        ws,
+        json!({"userEvent": true, "messages": [
+            msg("create", json!({"id": 50, "parentId": 1, "properties": {"path": "n"}})),
+            msg("create", json!({"id": 51, "parentId": 1, "nowatch": true,
+                "properties": {"path": "bump()", "access": "action"}})),
+            msg("update", json!({"varId": 51, "value": null})),
+        ]}),
+    )
+    .await;
+    recv_until(ws, |m| m["data"]["varId"] == 50 && m["data"]["value"] == 1).await;
+}
+
+#[tokio::test]
+async fn a_runaway_action_is_interrupted_with_limit_and_the_session_keeps_working() {
+    let broker = Broker::with_app(&[("main.lua", RUNAWAY_APP)], &["--lua-time-limit", "200ms"]);
+    let id = broker.create_session().await;
+    let mut ws = connect(&broker, &id).await;
+    let err = call_action_expecting_error(&mut ws, 2, "spin").await;
+    assert_eq!(err["data"]["code"], "limit", "{err}");
+    assert!(
+        err["data"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("time limit"),
+        "{err}"
+    );
+    bump_works(&mut ws).await;
+}
+
+#[tokio::test]
+async fn an_action_allocating_without_bound_gets_limit_and_the_session_keeps_working() {
+    let broker = Broker::with_app(
+        &[("main.lua", RUNAWAY_APP)],
+        &["--lua-memory-limit", "64MiB"],
+    );
+    let id = broker.create_session().await;
+    let mut ws = connect(&broker, &id).await;
+    let pid = only_worker(&broker);
+    let err = call_action_expecting_error(&mut ws, 2, "hog").await;
+    assert_eq!(err["data"]["code"], "limit", "{err}");
+    bump_works(&mut ws).await;
+    assert_eq!(only_worker(&broker), pid, "the same worker carries on");
+}
+
+#[tokio::test]
+async fn a_runaway_timer_is_interrupted_with_limit_and_the_timers_keep_working() {
+    let app = r#"
+        local app = { n = 0 }
+        session:createAppVariable(app)
+        session:setTimeout(function() while true do end end, 50)
+        session:setInterval(function() app.n = app.n + 1 end, 20)
+    "#;
+    let broker = Broker::with_app(&[("main.lua", app)], &["--lua-time-limit", "200ms"]);
+    let id = broker.create_session().await;
+    let mut ws = connect(&broker, &id).await;
+    send(
+        &mut ws,
+        json!({"type": "create", "data": {"id": 2, "parentId": 1, "properties": {"path": "n"}}}),
+    )
+    .await;
+    let err = recv_until(&mut ws, |m| m["type"] == "error").await;
+    assert_eq!(err["data"]["code"], "limit", "{err}");
+    // Ticks continue after the runaway callback was stopped.
+    let after = recv_until(&mut ws, |m| {
+        m["data"]["varId"] == 2 && m["data"].get("value").is_some()
+    })
+    .await;
+    assert!(after["data"]["value"].as_i64().unwrap() >= 1);
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use protocol::browser::{encode_frame, ErrorCode, ServerMessage};
 use protocol::ipc::TabId;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::worker_handle::WorkerHandle;
 
@@ -29,8 +30,6 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// The session's worker crashed or the session was closed.
     pub const SERVER_ERROR: u16 = 1011;
-    /// The tab fell too far behind.
-    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +45,7 @@ pub enum Lifecycle {
 struct Inner {
     state: Lifecycle,
     worker: Option<Arc<WorkerHandle>>,
-    tabs: HashMap<TabId, mpsc::Sender<TabOut>>,
+    tabs: HashMap<TabId, Tab>,
     next_tab: TabId,
     /// Has any tab ever connected (the adoption window applies until one does).
     adopted: bool,
@@ -64,11 +63,20 @@ pub struct Session {
     inner: Mutex<Inner>,
 }
 
+/// One connected tab: its bounded outgoing queue, and the switch that drops it when it falls
+/// too far behind.
+struct Tab {
+    queue: mpsc::Sender<TabOut>,
+    kick: CancellationToken,
+}
+
 /// A tab's place in its session.
 pub struct Attached {
     pub tab: TabId,
     pub outbox: mpsc::Receiver<TabOut>,
     pub worker: Arc<WorkerHandle>,
+    /// Cancelled when the session drops the tab for not reading.
+    pub kicked: CancellationToken,
 }
 
 impl Session {
@@ -121,14 +129,27 @@ impl Session {
         };
         let tab = inner.next_tab;
         inner.next_tab = inner.next_tab.wrapping_add(1).max(1);
-        let (tx, outbox) = mpsc::channel(queue_limit.max(1));
-        inner.tabs.insert(tab, tx);
+        let (queue, outbox) = mpsc::channel(queue_limit.max(1));
+        let kicked = CancellationToken::new();
+        inner.tabs.insert(
+            tab,
+            Tab {
+                queue,
+                kick: kicked.clone(),
+            },
+        );
         inner.adopted = true;
         Ok(Attached {
             tab,
             outbox,
             worker,
+            kicked,
         })
+    }
+
+    /// The tab's queue, for replies the broker makes itself.
+    pub fn tab_sender(&self, tab: TabId) -> Option<mpsc::Sender<TabOut>> {
+        self.lock().tabs.get(&tab).map(|t| t.queue.clone())
     }
 
     pub fn detach_tab(&self, tab: TabId) {
@@ -145,13 +166,14 @@ impl Session {
             return;
         }
         let mut inner = self.lock();
-        let Some(tx) = inner.tabs.get(&tab) else {
+        let Some(t) = inner.tabs.get(&tab) else {
             return; // the tab left while the worker was answering it
         };
-        match tx.try_send(TabOut::Text(encode_frame(messages))) {
+        match t.queue.try_send(TabOut::Text(encode_frame(messages))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(session = %self.id, tab, "tab is not reading; disconnecting it");
+                t.kick.cancel();
                 inner.tabs.remove(&tab);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -177,8 +199,10 @@ impl Session {
         inner.unattended_since = Instant::now();
         if let Lifecycle::Ending { why } = &inner.state {
             let why = why.clone();
-            for (_, tx) in tabs {
-                let _ = tx.try_send(TabOut::Close(close::GOING_AWAY, why.clone()));
+            for (_, t) in tabs {
+                let _ = t
+                    .queue
+                    .try_send(TabOut::Close(close::GOING_AWAY, why.clone()));
             }
             return 0;
         }
@@ -190,9 +214,11 @@ impl Session {
             ),
         };
         let text = encode_frame(&[crashed]);
-        for (_, tx) in tabs {
-            let _ = tx.try_send(TabOut::Text(text.clone()));
-            let _ = tx.try_send(TabOut::Close(close::SERVER_ERROR, "session crashed".into()));
+        for (_, t) in tabs {
+            let _ = t.queue.try_send(TabOut::Text(text.clone()));
+            let _ = t
+                .queue
+                .try_send(TabOut::Close(close::SERVER_ERROR, "session crashed".into()));
         }
         inner.state = Lifecycle::Crashed {
             cause: cause.to_string(),
@@ -217,8 +243,8 @@ impl Session {
                 why: why.to_string(),
             };
         }
-        for (_, tx) in inner.tabs.drain() {
-            let _ = tx.try_send(TabOut::Close(code, why.to_string()));
+        for (_, t) in inner.tabs.drain() {
+            let _ = t.queue.try_send(TabOut::Close(code, why.to_string()));
         }
         inner.worker.clone()
     }

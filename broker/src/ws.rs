@@ -12,9 +12,11 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
 use protocol::browser::{encode_frame, parse_frame, ErrorCode, MessageError};
 use protocol::ipc::BrokerToWorker;
 use protocol::limits::MAX_BROWSER_FRAME;
+use tokio::sync::mpsc;
 
 use crate::broker::Broker;
 use crate::session::{close, Attached, Lifecycle, Session, TabOut};
@@ -88,6 +90,7 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
         tab,
         mut outbox,
         worker,
+        kicked,
     } = match session.attach_tab(broker.config.tab_queue_limit) {
         Ok(attached) => attached,
         Err(state) => {
@@ -107,80 +110,108 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
     worker.send(BrokerToWorker::TabOpened { tab }).await;
     tracing::debug!(session = %session.id, tab, "tab connected");
 
-    loop {
-        tokio::select! {
-            incoming = socket.recv() => {
-                let text = match incoming {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Binary(_))) => {
-                        let e = error_text(None, ErrorCode::BadRequest, "frames must be text (JSON)");
-                        if socket.send(Message::Text(e.into())).await.is_err() { break; }
-                        continue;
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None => break,
-                    Some(Err(e)) => {
-                        tracing::debug!(session = %session.id, tab, "tab socket error: {e}");
-                        break;
-                    }
-                };
-                let (refusals, frame) = match parse_frame(text.as_str()) {
-                    Ok(frame) => {
-                        let mut refusals = Vec::new();
-                        let mut messages = Vec::with_capacity(frame.messages.len());
-                        for m in frame.messages {
-                            match m {
-                                Ok(m) => messages.push(m),
-                                Err(e) => refusals.push(e.into_message()),
-                            }
+    let (mut sink, mut stream) = socket.split();
+    // Browser → worker. Bad messages are answered here, through the tab's own queue.
+    let replies = session.tab_sender(tab);
+    let reader = async {
+        while let Some(incoming) = stream.next().await {
+            let text = match incoming {
+                Ok(Message::Text(text)) => text,
+                Ok(Message::Binary(_)) => {
+                    let e = error_text(None, ErrorCode::BadRequest, "frames must be text (JSON)");
+                    queue_reply(&replies, e).await;
+                    continue;
+                }
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Ok(Message::Close(_)) => return ReaderEnd::TabLeft,
+                Err(e) => {
+                    tracing::debug!(session = %session.id, tab, "tab socket error: {e}");
+                    return ReaderEnd::TabLeft;
+                }
+            };
+            let (refusals, frame) = match parse_frame(text.as_str()) {
+                Ok(frame) => {
+                    let mut refusals = Vec::new();
+                    let mut messages = Vec::with_capacity(frame.messages.len());
+                    for m in frame.messages {
+                        match m {
+                            Ok(m) => messages.push(m),
+                            Err(e) => refusals.push(e.into_message()),
                         }
-                        (refusals, Some((frame.user_event, messages)))
                     }
-                    Err(e) => (vec![e.into_message()], None),
-                };
-                if !refusals.is_empty() {
-                    let text = encode_frame(&refusals);
-                    if socket.send(Message::Text(text.into())).await.is_err() { break; }
+                    (refusals, Some((frame.user_event, messages)))
                 }
-                if let Some((user_event, messages)) = frame {
-                    if !messages.is_empty()
-                        && !worker.send(BrokerToWorker::Frame { tab, user_event, messages }).await
-                    {
-                        break; // worker gone; the session's crash notice is in the outbox
-                    }
-                }
+                Err(e) => (vec![e.into_message()], None),
+            };
+            if !refusals.is_empty() {
+                queue_reply(&replies, encode_frame(&refusals)).await;
             }
-            out = outbox.recv() => match out {
-                Some(TabOut::Text(text)) => {
-                    if socket.send(Message::Text(text.into())).await.is_err() { break; }
-                }
-                Some(TabOut::Close(code, reason)) => {
-                    let _ = socket.send(close_message(code, &reason)).await;
-                    break;
-                }
-                None => {
-                    // The session dropped this tab: it fell too far behind.
-                    let _ = socket
-                        .send(close_message(close::TRY_AGAIN_LATER, "tab fell too far behind"))
-                        .await;
-                    break;
+            if let Some((user_event, messages)) = frame {
+                if !messages.is_empty()
+                    && !worker
+                        .send(BrokerToWorker::Frame {
+                            tab,
+                            user_event,
+                            messages,
+                        })
+                        .await
+                {
+                    return ReaderEnd::WorkerGone;
                 }
             }
         }
-    }
-    // Drain what is already queued (a crash notice and its close, typically).
-    while let Ok(out) = outbox.try_recv() {
-        let msg = match out {
-            TabOut::Text(text) => Message::Text(text.into()),
-            TabOut::Close(code, reason) => close_message(code, &reason),
-        };
-        if socket.send(msg).await.is_err() {
-            break;
+        ReaderEnd::TabLeft
+    };
+    // Worker (and broker) → browser.
+    let writer = async {
+        while let Some(out) = outbox.recv().await {
+            match out {
+                TabOut::Text(text) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                TabOut::Close(code, reason) => {
+                    let _ = sink.send(close_message(code, &reason)).await;
+                    return;
+                }
+            }
+        }
+    };
+    tokio::pin!(reader, writer);
+    tokio::select! {
+        end = &mut reader => {
+            if end == ReaderEnd::WorkerGone {
+                // The crash notice and close frame are on their way into the outbox.
+                let _ = tokio::time::timeout(CRASH_NOTICE_WAIT, &mut writer).await;
+            }
+        }
+        () = &mut writer => {}
+        () = kicked.cancelled() => {
+            // The tab stopped reading and its queue overflowed. Its socket may be blocked on
+            // a full TCP buffer, so the connection is dropped rather than closed politely.
+            tracing::warn!(session = %session.id, tab, "tab disconnected: it fell too far behind");
         }
     }
     session.detach_tab(tab);
     worker.send(BrokerToWorker::TabClosed { tab }).await;
     tracing::debug!(session = %session.id, tab, "tab disconnected");
+}
+
+#[derive(PartialEq)]
+enum ReaderEnd {
+    TabLeft,
+    WorkerGone,
+}
+
+/// How long a tab whose worker died waits for the crash notice before it is closed anyway.
+const CRASH_NOTICE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Queues a broker-made reply (a refusal) behind whatever the worker already sent the tab.
+async fn queue_reply(replies: &Option<mpsc::Sender<TabOut>>, text: String) {
+    if let Some(tx) = replies {
+        let _ = tx.send(TabOut::Text(text)).await;
+    }
 }
 
 fn error_text(var_id: Option<i64>, code: ErrorCode, description: &str) -> String {

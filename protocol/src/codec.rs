@@ -59,9 +59,39 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     Ok(frame)
 }
 
+/// A message already encoded as a frame payload, known to fit in a frame. Lets a sender learn
+/// a message's size (and split what does not fit) without encoding it twice.
+pub struct Encoded(Vec<u8>);
+
+impl Encoded {
+    /// Encodes `msg`; [`CodecError::TooLarge`] if it would not fit in one frame.
+    pub fn new<T: Serialize>(msg: &T) -> Result<Encoded, CodecError> {
+        let payload = encode_payload(msg)?;
+        if payload.len() > MAX_IPC_FRAME {
+            return Err(CodecError::TooLarge {
+                len: payload.len(),
+                max: MAX_IPC_FRAME,
+            });
+        }
+        Ok(Encoded(payload))
+    }
+}
+
+impl<In, Out> Encoder<Encoded> for FrameCodec<In, Out> {
+    type Error = CodecError;
+
+    fn encode(&mut self, msg: Encoded, dst: &mut BytesMut) -> Result<(), CodecError> {
+        self.frames.encode(Bytes::from(msg.0), dst)?;
+        Ok(())
+    }
+}
+
 /// A tokio-util codec that reads `In` and writes `Out` (each side names its own direction).
 pub struct FrameCodec<In, Out> {
     frames: LengthDelimitedCodec,
+    /// Whether the inner codec has consumed a frame's length and waits for its payload (then
+    /// the buffer's first bytes are payload, not a length).
+    in_payload: bool,
     _types: PhantomData<fn(Out) -> In>,
 }
 
@@ -73,6 +103,7 @@ impl<In, Out> Default for FrameCodec<In, Out> {
                 .length_field_length(4)
                 .max_frame_length(MAX_IPC_FRAME)
                 .new_codec(),
+            in_payload: false,
             _types: PhantomData,
         }
     }
@@ -85,7 +116,7 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
         // Read the announced length ourselves so an oversized frame is refused with its size
         // before any of it is buffered.
-        if src.len() >= 4 {
+        if !self.in_payload && src.len() >= 4 {
             let len = u32::from_le_bytes([src[0], src[1], src[2], src[3]]) as usize;
             if len > MAX_IPC_FRAME {
                 return Err(CodecError::TooLarge {
@@ -94,9 +125,19 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
                 });
             }
         }
+        let before = src.len();
         match self.frames.decode(src)? {
-            Some(frame) => decode_payload(&frame).map(Some),
-            None => Ok(None),
+            Some(frame) => {
+                self.in_payload = false;
+                decode_payload(&frame).map(Some)
+            }
+            None => {
+                // The inner codec consumes the length as soon as it has it.
+                if src.len() < before {
+                    self.in_payload = true;
+                }
+                Ok(None)
+            }
         }
     }
 }
@@ -211,6 +252,22 @@ mod tests {
             codec.decode(&mut buf).unwrap(),
             Some(BrokerToWorker::Ping { seq: 9 })
         );
+    }
+
+    #[test]
+    fn a_frame_arriving_in_pieces_is_not_mistaken_for_its_length() {
+        // A payload whose first bytes, read as a length, would be far over the limit.
+        let msg = BrokerToWorker::Frame {
+            tab: u32::MAX,
+            user_event: true,
+            messages: vec![ClientMessage::Watch { var_id: i64::MAX }],
+        };
+        let bytes = encode_frame(&msg).unwrap();
+        let mut codec = WorkerSide::default();
+        let mut buf = BytesMut::from(&bytes[..6]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(&bytes[6..]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(msg));
     }
 
     #[test]

@@ -107,9 +107,15 @@ impl Broker {
 
     /// Waits until the log contains `needle`.
     pub fn wait_log(&self, needle: &str) {
-        wait_until(&format!("log line containing {needle:?}"), || {
-            self.log().contains(needle)
-        });
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for a log line containing {needle:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(5)); // polling the log for a line
+        }
     }
 
     /// `GET /` → the new session's id (asserting the 302 and its Location).

@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use interprocess::local_socket::tokio::{prelude::*, Stream};
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use protocol::browser::ServerMessage;
-use protocol::codec::FrameCodec;
+use protocol::codec::{CodecError, Encoded, FrameCodec};
 use protocol::ipc::{BrokerToWorker, Hello, TabBatch, TabId, WorkerToBroker};
 use protocol::limits::TOKEN_LEN;
 use protocol::PROTOCOL_VERSION;
@@ -201,7 +201,7 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
             () = sleep_until(deadline) => {
                 let reply = run_timer(session, &tabs);
                 if let Some(reply) = reply {
-                    if link.send(reply).await.is_err() {
+                    if !send(link, reply).await {
                         return exit::OK;
                     }
                 }
@@ -248,7 +248,7 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
             }
         };
         if let Some(reply) = reply {
-            if link.send(reply).await.is_err() {
+            if !send(link, reply).await {
                 return exit::OK;
             }
         }
@@ -276,6 +276,69 @@ fn reload(
     let changes = session.backend().detect_changes();
     session.budget().end_turn();
     send_batches(merge_batches(errors, changes))
+}
+
+/// Sends a message to the broker; false if the broker is gone. A batch too large for one
+/// frame is split (tab by tab, then message by message, order kept); a single message that is
+/// still too large is replaced by a `limit` error for its tab, so one huge value costs the
+/// tab that value, not the session.
+async fn send(link: &mut Link, msg: WorkerToBroker) -> bool {
+    let mut pending = vec![msg];
+    while let Some(msg) = pending.pop() {
+        match Encoded::new(&msg) {
+            Ok(encoded) => {
+                if link.send(encoded).await.is_err() {
+                    return false;
+                }
+            }
+            Err(CodecError::TooLarge { len, .. }) => match msg {
+                WorkerToBroker::Send(mut batches) if batches.len() > 1 => {
+                    let second = batches.split_off(batches.len() / 2);
+                    pending.push(WorkerToBroker::Send(second));
+                    pending.push(WorkerToBroker::Send(batches));
+                }
+                WorkerToBroker::Send(mut batches) if batches[0].messages.len() > 1 => {
+                    let tab = batches[0].tab;
+                    let first = &mut batches[0].messages;
+                    let second = first.split_off(first.len() / 2);
+                    pending.push(WorkerToBroker::Send(vec![TabBatch {
+                        tab,
+                        messages: second,
+                    }]));
+                    pending.push(WorkerToBroker::Send(batches));
+                }
+                WorkerToBroker::Send(batches) => {
+                    let tab = batches[0].tab;
+                    tracing::warn!(tab, len, "a message is too large to send; refused");
+                    pending.push(WorkerToBroker::Send(vec![TabBatch {
+                        tab,
+                        messages: vec![ServerMessage::Error {
+                            var_id: var_id_of(&batches[0].messages[0]),
+                            code: protocol::ErrorCode::Limit,
+                            description: format!(
+                                "a message of {len} bytes is over the {}-byte limit",
+                                protocol::limits::MAX_IPC_FRAME
+                            ),
+                        }],
+                    }]));
+                }
+                _ => {
+                    // Only a debug listing can get here; the broker's request times out.
+                    tracing::error!(len, "a reply is too large to send; dropped");
+                }
+            },
+            Err(e) => tracing::error!("cannot encode a message for the broker: {e}; dropped"),
+        }
+    }
+    true
+}
+
+fn var_id_of(msg: &ServerMessage) -> Option<i64> {
+    match msg {
+        ServerMessage::Update { var_id, .. } | ServerMessage::Destroy { var_id } => Some(*var_id),
+        ServerMessage::Error { var_id, .. } => *var_id,
+        ServerMessage::Get { .. } | ServerMessage::GetObjects { .. } => None,
+    }
 }
 
 /// Sleeps until `deadline`; forever when there is none.
