@@ -132,3 +132,39 @@ fn app_dir_of(broker: &Broker) -> std::path::PathBuf {
         .unwrap();
     std::path::PathBuf::from(path)
 }
+
+/// The counter of the README's "Writing an app", verbatim, does what the README says.
+#[tokio::test]
+async fn the_readme_counter_works_as_documented() {
+    let readme = include_str!("../README.md");
+    let start = readme.find("```lua\n-- main.lua").expect("README example") + "```lua\n".len();
+    let source = &readme[start..start + readme[start..].find("```").unwrap()];
+    let broker = Broker::with_app(&[("main.lua", source)], &[]);
+    let id = broker.create_session().await;
+    let mut ws = connect(&broker, &id).await;
+    assert_eq!(bind(&mut ws, 2, "count").await, 0);
+    assert_eq!(bind(&mut ws, 3, "double()").await, 0);
+    send(
+        &mut ws,
+        json!({"userEvent": true, "messages": [
+            {"type": "create", "data": {"id": 4, "parentId": 1, "nowatch": true,
+                "properties": {"path": "increment()", "access": "action"}}},
+            {"type": "update", "data": {"varId": 4, "value": null}},
+            {"type": "update", "data": {"varId": 4, "value": null}},
+        ]}),
+    )
+    .await;
+    // Both changes arrive after the frame (in one batch); collect until both are seen.
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < 2 {
+        for m in recv(&mut ws).await {
+            if m["type"] == "update" && m["data"].get("value").is_some() {
+                seen.insert(
+                    m["data"]["varId"].as_i64().unwrap(),
+                    m["data"]["value"].clone(),
+                );
+            }
+        }
+    }
+    assert_eq!((seen[&2].clone(), seen[&3].clone()), (json!(2), json!(4)));
+}

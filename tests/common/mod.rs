@@ -308,7 +308,7 @@ pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub async fn connect(broker: &Broker, id: &str) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(broker.ws_url(id))
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(broker.ws_url(id), None, true)
         .await
         .expect("WebSocket connect");
     ws
