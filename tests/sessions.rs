@@ -87,16 +87,7 @@ async fn get_root_starts_a_worker_whose_main_lua_created_variable_1() {
 
 #[tokio::test]
 async fn fifty_sessions_are_fifty_processes_with_fifty_separate_vms() {
-    let broker = Broker::with_app(
-        &[(
-            "main.lua",
-            r#"
-            loads = (loads or 0) + 1
-            session:createAppVariable({ count = loads, sid = session._sessionID })
-            "#,
-        )],
-        &["--debug-pages"],
-    );
+    let broker = Broker::with_app(&[("main.lua", COUNTER_APP)], &["--debug-pages"]);
     let mut ids = HashSet::new();
     for _ in 0..50 {
         ids.insert(broker.create_session().await);
