@@ -7,6 +7,7 @@ mod harness;
 mod prototype;
 mod reload;
 mod require;
+mod sample_app;
 mod tabs;
 mod timers;
 mod ui;

@@ -14,7 +14,10 @@ use tempfile::TempDir;
 use crate::harness::{write_file, SESSION_ID, VENDED_ID};
 
 pub struct Session {
-    pub dir: TempDir,
+    /// The app directory.
+    root: PathBuf,
+    /// Holds the app directory when the test wrote it.
+    _dir: Option<TempDir>,
     pub session: LuaSession,
 }
 
@@ -25,10 +28,20 @@ impl Session {
         for (path, text) in files {
             write_file(&dir.path().join(path), text);
         }
+        let root = dir.path().to_path_buf();
+        Session::start(root, Some(dir))
+    }
+
+    /// The app in `root` (not written by the test, so not to be changed by it).
+    pub fn at(root: PathBuf) -> Session {
+        Session::start(root, None)
+    }
+
+    fn start(root: PathBuf, dir: Option<TempDir>) -> Session {
         let start = StartSession {
             vended_id: VENDED_ID,
             session_id: SESSION_ID.into(),
-            app_dir: dir.path().display().to_string(),
+            app_dir: root.display().to_string(),
             limits: LuaLimits {
                 memory_bytes: 64 * 1024 * 1024,
                 turn_time_ms: 2000,
@@ -38,11 +51,15 @@ impl Session {
         session.load_main().unwrap();
         session.backend().tab_opened(1);
         session.backend().tab_opened(2);
-        Session { dir, session }
+        Session {
+            root,
+            _dir: dir,
+            session,
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.root.join(rel)
     }
 
     /// Writes (or rewrites) an app file.
