@@ -392,17 +392,23 @@ impl Tracker {
             } else {
                 Plan::Unreadable
             };
-            let last = var.value.clone().ok_or_else(|| match &var.error {
-                Some((code, description)) => Failure::new(*code, description.clone()),
-                None => Failure::path(format!("variable {} has no value yet", key.id)),
-            });
+            // Only a wrapped variable answers from its last computation.
+            let last = match &planned {
+                Plan::Eval(job) if job.wrap.is_some() => {
+                    Some(var.value.clone().ok_or_else(|| match &var.error {
+                        Some((code, description)) => Failure::new(*code, description.clone()),
+                        None => Failure::path(format!("variable {} has no value yet", key.id)),
+                    }))
+                }
+                _ => None,
+            };
             (planned, var.props.pairs(), last)
         };
-        let value = match planned {
-            Plan::Eval(job) if job.wrap.is_some() => last?,
-            Plan::Eval(job) => self.evaluate(key, job)?.json,
-            Plan::Unreadable => Value::Null,
-            Plan::NoBase => {
+        let value = match (planned, last) {
+            (_, Some(last)) => last?,
+            (Plan::Eval(job), None) => self.evaluate(key, job)?.json,
+            (Plan::Unreadable, None) => Value::Null,
+            (Plan::NoBase, None) => {
                 return Err(Failure::path(format!(
                     "the parent of variable {} has no value",
                     key.id
