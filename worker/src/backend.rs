@@ -56,11 +56,6 @@ impl LuaBackend {
         }
     }
 
-    /// The tabs open now.
-    pub fn tabs(&self) -> &BTreeSet<TabId> {
-        &self.tabs
-    }
-
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
     }
