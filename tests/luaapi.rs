@@ -1,5 +1,7 @@
 //! The Lua app API seen from a tab: timers push changes without any message from the tab,
-//! prototypes survive a hot reload with their instances, modules load from the app directory.
+//! prototypes survive a hot reload with their instances, modules load from the app directory,
+//! viewdefs arrive ahead of the values that need them (and again when `--hotload` sees them
+//! change).
 
 mod common;
 
@@ -114,6 +116,169 @@ async fn hot_reload_updates_prototypes_in_place_and_pushes_the_change() {
     // The instance keeps its own count; the prototype's default and method changed in place.
     assert_eq!(next_value_of(&mut ws, 2).await, "new v2:5");
     broker.wait_log("reloading");
+}
+
+/// The sample app shipped in `examples/tasks`.
+const TASKS_APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tasks");
+
+/// The templates a message carries (the `viewdefs` property of variable 1, a JSON string),
+/// as (key, template) pairs; `None` for any other message.
+fn viewdefs_of(m: &Json) -> Option<Vec<(String, String)>> {
+    if m["type"] != "update" || m["data"]["varId"] != 1 {
+        return None;
+    }
+    let text = m["data"]["properties"]["viewdefs"].as_str()?;
+    let map: serde_json::Map<String, Json> =
+        serde_json::from_str(text).expect("viewdefs is a JSON object encoded as a string");
+    Some(
+        map.into_iter()
+            .map(|(k, v)| (k, v.as_str().expect("a template is a string").to_string()))
+            .collect(),
+    )
+}
+
+/// Every message up to and including the first one satisfying `pred`, in arrival order.
+async fn recv_through(ws: &mut Ws, mut pred: impl FnMut(&Json) -> bool) -> Vec<Json> {
+    let mut seen = Vec::new();
+    loop {
+        for m in recv(ws).await {
+            let done = pred(&m);
+            seen.push(m);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+fn has_value_of(m: &Json, id: i64) -> bool {
+    m["type"] == "update" && m["data"]["varId"] == id && m["data"].get("value").is_some()
+}
+
+#[tokio::test]
+async fn viewdefs_arrive_once_and_before_the_values_that_need_them() {
+    let broker = Broker::start(&["--lua-dir", TASKS_APP]);
+    let id = broker.create_session().await;
+    let mut ws = connect(&broker, &id).await;
+
+    // The first watch of the app: Board's templates, then the board itself.
+    send(&mut ws, msg("watch", json!({"varId": 1}))).await;
+    let mut all = recv_through(&mut ws, |m| has_value_of(m, 1)).await;
+    let first = all.iter().position(|m| viewdefs_of(m).is_some());
+    let value = all.iter().position(|m| has_value_of(m, 1)).unwrap();
+    assert!(
+        first.is_some_and(|v| v < value),
+        "viewdefs must come before the value: {all:?}"
+    );
+    assert_eq!(all[value]["data"]["properties"]["type"], "Board");
+    let mut board: Vec<String> = viewdefs_of(&all[first.unwrap()])
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    board.sort();
+    assert_eq!(board, ["Board.COMPACT", "Board.DEFAULT"]);
+
+    // A column and two of its tasks: Column's and Task's templates come before them.
+    send(
+        &mut ws,
+        json!({"userEvent": true, "messages": [
+            msg("create", json!({"id": 2, "parentId": 1, "properties": {"path": "columns.0"}})),
+            msg("create", json!({"id": 3, "parentId": 2, "properties": {"path": "tasks.0"}})),
+            msg("create", json!({"id": 4, "parentId": 2, "properties": {"path": "tasks.1"}})),
+        ]}),
+    )
+    .await;
+    let batch = recv_through(&mut ws, |m| has_value_of(m, 4)).await;
+    let task_defs = batch
+        .iter()
+        .position(|m| viewdefs_of(m).is_some_and(|d| d.iter().any(|(k, _)| k == "Task.DEFAULT")))
+        .expect("Task's templates");
+    let first_task = batch.iter().position(|m| has_value_of(m, 3)).unwrap();
+    assert!(task_defs < first_task, "{batch:?}");
+    all.extend(batch);
+
+    // Watching again, and a `get`, name types this tab has: nothing more is sent. The get
+    // reply closes the exchange, so everything before it has been seen.
+    send(&mut ws, msg("unwatch", json!({"varId": 1}))).await;
+    send(&mut ws, msg("watch", json!({"varId": 1}))).await;
+    send(&mut ws, msg("get", json!({"varIds": [1, 3]}))).await;
+    all.extend(recv_through(&mut ws, |m| m["type"] == "get").await);
+
+    let mut keys: Vec<String> = all
+        .iter()
+        .filter_map(viewdefs_of)
+        .flatten()
+        .map(|(k, template)| {
+            assert!(template.contains("<template>"), "{k}: {template}");
+            k
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "Board.COMPACT",
+            "Board.DEFAULT",
+            "Column.DEFAULT",
+            "Task.DEFAULT",
+            "Task.list-item"
+        ],
+        "each template exactly once"
+    );
+}
+
+#[tokio::test]
+async fn hotload_resends_a_changed_viewdef_to_the_tab() {
+    let broker = Broker::with_app(
+        &[
+            (
+                "main.lua",
+                r#"
+                Card = session:prototype("Card", { title = "hello" })
+                session:createAppVariable(Card:new())
+                "#,
+            ),
+            ("viewdefs/Card.DEFAULT.html", "<template>v1</template>"),
+            ("viewdefs/Card.COMPACT.html", "<template>compact</template>"),
+        ],
+        &["--hotload"],
+    );
+    let id = broker.create_session().await;
+    let mut ws = connect(&broker, &id).await;
+    send(&mut ws, msg("watch", json!({"varId": 1}))).await;
+    let first = recv_until(&mut ws, |m| viewdefs_of(m).is_some()).await;
+    let mut defs = viewdefs_of(&first).unwrap();
+    defs.sort();
+    assert_eq!(
+        defs,
+        [
+            (
+                "Card.COMPACT".to_string(),
+                "<template>compact</template>".to_string()
+            ),
+            (
+                "Card.DEFAULT".to_string(),
+                "<template>v1</template>".to_string()
+            ),
+        ]
+    );
+
+    let dir = app_dir_of(&broker);
+    std::fs::write(
+        dir.join("viewdefs/Card.DEFAULT.html"),
+        "<template>v2</template>",
+    )
+    .unwrap();
+    // Just the changed template, to the tab that has the type.
+    let again = recv_until(&mut ws, |m| viewdefs_of(m).is_some()).await;
+    assert_eq!(
+        viewdefs_of(&again).unwrap(),
+        [(
+            "Card.DEFAULT".to_string(),
+            "<template>v2</template>".to_string()
+        )]
+    );
 }
 
 /// The app directory a broker serves (it was given with --lua-dir).

@@ -1,44 +1,68 @@
 //! `--hotload`: watches the app directory and tells every live worker which files changed.
 //!
-//! File events come in bursts (an editor writes, renames, touches), so they are debounced
-//! (notify-debouncer-mini, 100 ms) and sent as one `Reload` per burst. What a change means is
-//! the worker's business: it re-executes `.lua` files it has loaded and re-sends viewdefs.
+//! Only events that can change a file's content count: creation, modification, removal,
+//! renames, and a writer closing the file. Opening or reading a file does not: the watcher
+//! (inotify) reports every open, and workers open app files all the time (each new session
+//! reads `main.lua`; a reload re-reads what changed), so counting opens would make every
+//! reload trigger the next one, forever. Metadata-only changes (`chmod`, atime) do not count
+//! either.
+//!
+//! Events come in bursts (an editor writes, renames, touches), so they are debounced: a batch
+//! closes once [`DEBOUNCE`] passes without a new event (or after [`MAX_BATCH`] at the latest)
+//! and goes out as one `Reload`. What a change means is the worker's business: it re-executes
+//! `.lua` files it has loaded and re-sends viewdefs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode, DebounceEventResult};
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+use notify::{RecursiveMode, Watcher};
 use protocol::ipc::BrokerToWorker;
+use tokio::time::Instant;
 
 use crate::broker::Broker;
 
+/// Quiet time that closes a batch of changes.
 const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// A batch goes out after this long even if changes keep coming.
+const MAX_BATCH: Duration = Duration::from_secs(1);
 
 /// Starts watching `app_dir`; runs until the broker exits.
 pub fn watch(broker: Arc<Broker>, app_dir: PathBuf) -> notify::Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<String>>();
-    let root = app_dir.clone();
-    let mut debouncer = new_debouncer(DEBOUNCE, move |events: DebounceEventResult| match events {
-        Ok(events) => {
-            let mut files: Vec<String> = events
-                .iter()
-                .filter_map(|e| relative(&root, &e.path))
-                .collect();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            Ok(event) if changes_content(&event.kind) => {
+                for path in event.paths {
+                    let _ = tx.send(path);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("hotload watcher: {e}"),
+        })?;
+    watcher.watch(&app_dir, RecursiveMode::Recursive)?;
+    tokio::spawn(async move {
+        let _keep_watching = watcher;
+        while let Some(first) = rx.recv().await {
+            let mut paths = vec![first];
+            let closes = Instant::now() + MAX_BATCH;
+            loop {
+                let quiet = (Instant::now() + DEBOUNCE).min(closes);
+                match tokio::time::timeout_at(quiet, rx.recv()).await {
+                    Ok(Some(path)) => paths.push(path),
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let mut files: Vec<String> =
+                paths.iter().filter_map(|p| relative(&app_dir, p)).collect();
             files.sort();
             files.dedup();
-            if !files.is_empty() {
-                let _ = tx.send(files);
+            if files.is_empty() {
+                continue;
             }
-        }
-        Err(e) => tracing::warn!("hotload watcher: {e}"),
-    })?;
-    debouncer
-        .watcher()
-        .watch(&app_dir, RecursiveMode::Recursive)?;
-    tokio::spawn(async move {
-        let _keep_watching = debouncer;
-        while let Some(files) = rx.recv().await {
             tracing::info!(?files, "app files changed; reloading live sessions");
             for worker in broker.server.workers() {
                 worker
@@ -50,6 +74,17 @@ pub fn watch(broker: Arc<Broker>, app_dir: PathBuf) -> notify::Result<()> {
         }
     });
     Ok(())
+}
+
+/// Whether an event can have changed what a file holds (see the module doc).
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
+    }
 }
 
 /// The app-relative path of a changed file we care about (Lua sources and viewdefs).
@@ -68,6 +103,28 @@ fn relative(root: &Path, path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn opening_or_reading_a_file_is_not_a_change() {
+        use notify::event::{CreateKind, DataChange, MetadataKind, RemoveKind};
+        assert!(changes_content(&EventKind::Create(CreateKind::File)));
+        assert!(changes_content(&EventKind::Remove(RemoveKind::File)));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Data(
+            DataChange::Any
+        ))));
+        assert!(changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!changes_content(&EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::Any
+        ))));
+    }
 
     #[test]
     fn only_lua_files_and_viewdefs_count() {

@@ -2,28 +2,39 @@
 //! frame message by message, and after every turn runs one change-detection pass whose results
 //! become per-tab batches for the broker.
 //!
-//! A batch holds, in order: replies and errors (in message order, interleaved with any
-//! `destroy` the app's Lua code caused), then change-detection updates high → medium → low.
+//! A batch holds, in order: the templates (viewdefs) the rest of the batch needs, then replies
+//! and errors (in message order, interleaved with any `destroy` the app's Lua code caused),
+//! then change-detection updates high → medium → low.
+//!
+//! A tab's `create` with a `create=Type` property makes the variable hold `Type:new(value)`
+//! (see [`crate::tracker::Tracker::instantiate`]); `wrapper=Type` is the tracker's business.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use mlua::{Lua, Table};
-use protocol::browser::{ClientMessage, ServerMessage, VarId};
+use protocol::browser::{ClientMessage, Properties, ServerMessage, VarId};
 use protocol::ipc::{DebugVariable, TabBatch, TabId};
 use protocol::Value;
 
-use crate::tracker::{self, Failure, NewVariable, Tracker, VarKey};
+use crate::api::Prototypes;
+use crate::budget;
+use crate::tracker::{self, split_priority, Failure, NewVariable, Tracker, VarKey};
+use crate::viewdefs::Viewdefs;
 
 pub struct LuaBackend {
     lua: Lua,
     tracker: Tracker,
     /// Open tabs; messages for any other tab are dropped.
     tabs: BTreeSet<TabId>,
+    viewdefs: Viewdefs,
 }
 
 impl LuaBackend {
     /// Creates the tracker for `lua` and installs the tracker-backed methods on the `session`
-    /// table (`createAppVariable`, `getApp`, `createVariable`, `destroyVariable`).
+    /// table (`createAppVariable`, `getApp`, `createVariable`, `destroyVariable`). Without
+    /// [`LuaBackend::with_app`] there are no viewdefs, and `create`/`wrapper` find classes
+    /// among global tables only.
     pub fn new(lua: &Lua, session: &Table) -> mlua::Result<LuaBackend> {
         let tracker = Tracker::new(lua)?;
         tracker::install_session_api(lua, session, &tracker)?;
@@ -31,7 +42,18 @@ impl LuaBackend {
             lua: lua.clone(),
             tracker,
             tabs: BTreeSet::new(),
+            viewdefs: Viewdefs::none(),
         })
+    }
+
+    /// The app's side: viewdefs come from `app_dir`, and `create`/`wrapper` find classes in
+    /// the `session:prototype` registry before global tables.
+    pub fn with_app(self, app_dir: &Path, prototypes: Prototypes) -> LuaBackend {
+        self.tracker.set_prototypes(prototypes);
+        LuaBackend {
+            viewdefs: Viewdefs::new(app_dir),
+            ..self
+        }
     }
 
     pub fn tracker(&self) -> &Tracker {
@@ -59,6 +81,7 @@ impl LuaBackend {
     /// Destroys the variables the tab created and forgets its watches.
     pub fn tab_closed(&mut self, tab: TabId) -> Vec<TabBatch> {
         self.tabs.remove(&tab);
+        self.viewdefs.forget_tab(tab);
         // Other tabs may have watched server-created variables below the tab's ones.
         for removed in self.tracker.forget_tab(tab) {
             for watcher in removed.watchers {
@@ -83,6 +106,28 @@ impl LuaBackend {
 
     pub fn debug_variables(&self) -> Vec<DebugVariable> {
         self.tracker.debug_variables()
+    }
+
+    /// Hot reload of viewdefs: re-reads the changed `viewdefs/*.html` among `files` and
+    /// returns, for each open tab that has been sent (or considered for) a changed type, the
+    /// changed templates as a high-priority `viewdefs` update of variable 1. The caller runs
+    /// change detection afterwards.
+    pub fn reload_viewdefs(&mut self, files: &[String]) -> Vec<TabBatch> {
+        self.viewdefs
+            .reload(files)
+            .into_iter()
+            .filter(|(tab, _)| self.tabs.contains(tab))
+            .map(|(tab, msg)| TabBatch {
+                tab,
+                messages: vec![msg],
+            })
+            .collect()
+    }
+
+    /// One `error` for every open tab, for a failure no tab caused (a timer callback, a
+    /// reloaded file): `limit` or `lua-error` as the failure deserves.
+    pub fn error_batches(&self, err: &mlua::Error) -> Vec<TabBatch> {
+        error_batches(&self.tabs, err)
     }
 
     fn handle_message(&mut self, tab: TabId, msg: ClientMessage) {
@@ -178,7 +223,19 @@ impl LuaBackend {
                 return Err(Failure::not_found(format!("no variable {}", p.id)));
             }
         }
-        let own = if parent.is_none() || unbound {
+        let mut properties = properties;
+        let own = if let Some(type_name) = create_type(&properties)? {
+            // `create=Type`: the variable holds a new instance, whatever its path says.
+            let v = value.unwrap_or(Value::Null);
+            let arg = tracker::to_lua(&self.lua, self.tracker.objects(), &v)?;
+            let obj = self.tracker.instantiate("create", &type_name, arg)?;
+            let typed = obj.as_table().and_then(tracker::table_type).is_some();
+            if !typed {
+                // A plain class table has no `type` of its own: name it after the class.
+                properties.push(("type".to_string(), type_name));
+            }
+            Some(obj)
+        } else if parent.is_none() || unbound {
             let v = value.unwrap_or(Value::Null);
             Some(tracker::to_lua(&self.lua, self.tracker.objects(), &v)?)
         } else {
@@ -225,8 +282,9 @@ impl LuaBackend {
         }
     }
 
-    /// Outbox first, then the pass's updates; one batch per open tab with something to say.
-    fn collect(&self, changes: tracker::ChangeSet) -> Vec<TabBatch> {
+    /// Outbox first, then the pass's updates; one batch per open tab with something to say,
+    /// headed by the viewdefs it needs.
+    fn collect(&mut self, changes: tracker::ChangeSet) -> Vec<TabBatch> {
         let mut per_tab: BTreeMap<TabId, Vec<ServerMessage>> = BTreeMap::new();
         for (tab, msg) in self.tracker.take_outbox() {
             per_tab.entry(tab).or_default().push(msg);
@@ -234,12 +292,57 @@ impl LuaBackend {
         for (tab, msgs) in changes.into_tabs() {
             per_tab.entry(tab).or_default().extend(msgs);
         }
-        per_tab
-            .into_iter()
-            .filter(|(tab, msgs)| self.tabs.contains(tab) && !msgs.is_empty())
-            .map(|(tab, messages)| TabBatch { tab, messages })
-            .collect()
+        let mut out = Vec::with_capacity(per_tab.len());
+        for (tab, mut messages) in per_tab {
+            if !self.tabs.contains(&tab) || messages.is_empty() {
+                continue;
+            }
+            if let Some(templates) = self.viewdefs.needed_by(tab, &messages) {
+                messages.insert(0, templates);
+            }
+            out.push(TabBatch { tab, messages });
+        }
+        out
     }
+}
+
+/// The `create` property among a new variable's properties (its path's `?…` suffix
+/// included); the last one wins, as it would when properties are set one after another.
+fn create_type(properties: &Properties) -> Result<Option<String>, Failure> {
+    let (expanded, _) = tracker::expand_properties(properties, false)?;
+    Ok(expanded
+        .into_iter()
+        .rev()
+        .find(|(name, _)| split_priority(name).0 == "create")
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty()))
+}
+
+/// One `error` message for each tab, with the code the failure deserves (`limit` or
+/// `lua-error`).
+pub fn error_batches(tabs: &BTreeSet<TabId>, err: &mlua::Error) -> Vec<TabBatch> {
+    let error = ServerMessage::Error {
+        var_id: None,
+        code: budget::error_code(err),
+        description: err.to_string(),
+    };
+    tabs.iter()
+        .map(|&tab| TabBatch {
+            tab,
+            messages: vec![error.clone()],
+        })
+        .collect()
+}
+
+/// `first` then `then`, one batch per tab.
+pub fn merge_batches(mut first: Vec<TabBatch>, then: Vec<TabBatch>) -> Vec<TabBatch> {
+    for batch in then {
+        match first.iter_mut().find(|b| b.tab == batch.tab) {
+            Some(same_tab) => same_tab.messages.extend(batch.messages),
+            None => first.push(batch),
+        }
+    }
+    first
 }
 
 #[cfg(test)]

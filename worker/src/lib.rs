@@ -4,7 +4,8 @@
 //! into value JSON; [`backend::LuaBackend`] owns the tracker and answers tab messages with
 //! change-detection batches; [`session::LuaSession`] builds the sandboxed Lua VM with its
 //! `session` global and runs `main.lua`, with the rest of the app API from [`api`] (prototypes,
-//! `ui`, `require`, timers); [`process`] is the worker process's loop that talks to
+//! `ui`, `require`, timers) and [`viewdefs`] (the app's HTML templates, sent to each tab once
+//! per type); [`process`] is the worker process's loop that talks to
 //! the broker over one socket. Single-threaded throughout: one thread owns the VM.
 
 pub mod api;
@@ -15,6 +16,7 @@ pub mod process;
 pub mod sandbox;
 pub mod session;
 pub mod tracker;
+pub mod viewdefs;
 
 pub use backend::LuaBackend;
 pub use session::LuaSession;

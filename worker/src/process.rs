@@ -20,7 +20,7 @@ use protocol::limits::TOKEN_LEN;
 use protocol::PROTOCOL_VERSION;
 use tokio_util::codec::Framed;
 
-use crate::budget;
+use crate::backend::{error_batches, merge_batches};
 use crate::session::LuaSession;
 
 pub const ENV_SOCKET: &str = "LUABROKER_WORKER_SOCKET";
@@ -240,7 +240,7 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
                 request,
                 variables: session.backend().debug_variables(),
             }),
-            BrokerToWorker::Reload { files } => reload(session, &tabs, &files),
+            BrokerToWorker::Reload { files } => send_batches(session.reload(&files)),
             BrokerToWorker::Shutdown => return exit::OK,
             BrokerToWorker::Start(_) => {
                 tracing::error!("Start sent twice");
@@ -253,29 +253,6 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
             }
         }
     }
-}
-
-/// Re-executes the changed files this session has loaded (each a turn of its own, with
-/// `session.reloading` set), then pushes what changed. A file that fails is reported to every
-/// tab as it would be from a timer; the session keeps its previous definitions.
-fn reload(
-    session: &mut LuaSession,
-    tabs: &BTreeSet<TabId>,
-    files: &[String],
-) -> Option<WorkerToBroker> {
-    let loaded = session.loaded_files();
-    let mut errors = Vec::new();
-    for file in files.iter().filter(|f| loaded.contains(f)) {
-        tracing::info!(file, "reloading");
-        if let Err(e) = session.reload_file(file) {
-            tracing::warn!(file, "reload failed: {e}");
-            errors = merge_batches(errors, error_batches(tabs, &e));
-        }
-    }
-    session.budget().begin_turn();
-    let changes = session.backend().detect_changes();
-    session.budget().end_turn();
-    send_batches(merge_batches(errors, changes))
 }
 
 /// Sends a message to the broker; false if the broker is gone. A batch too large for one
@@ -363,39 +340,13 @@ fn run_timer(session: &mut LuaSession, tabs: &BTreeSet<TabId>) -> Option<WorkerT
     send_batches(merge_batches(errors, changes))
 }
 
-/// One `error` message for each tab, with the code the failure deserves (`limit` or
-/// `lua-error`).
-fn error_batches(tabs: &BTreeSet<TabId>, err: &mlua::Error) -> Vec<TabBatch> {
-    let error = ServerMessage::Error {
-        var_id: None,
-        code: budget::error_code(err),
-        description: err.to_string(),
-    };
-    tabs.iter()
-        .map(|&tab| TabBatch {
-            tab,
-            messages: vec![error.clone()],
-        })
-        .collect()
-}
-
-/// `first` then `then`, one batch per tab.
-fn merge_batches(mut first: Vec<TabBatch>, then: Vec<TabBatch>) -> Vec<TabBatch> {
-    for batch in then {
-        match first.iter_mut().find(|b| b.tab == batch.tab) {
-            Some(same_tab) => same_tab.messages.extend(batch.messages),
-            None => first.push(batch),
-        }
-    }
-    first
-}
-
 fn send_batches(batches: Vec<TabBatch>) -> Option<WorkerToBroker> {
     (!batches.is_empty()).then_some(WorkerToBroker::Send(batches))
 }
 
 #[cfg(test)]
 mod tests {
+    use protocol::browser::ServerMessage;
     use protocol::ErrorCode;
 
     use super::*;

@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use mlua::{Lua, Table};
-use protocol::ipc::StartSession;
+use protocol::ipc::{StartSession, TabBatch};
 use protocol::Value;
 
 use crate::api::{self, Api, LogIds, Timers};
-use crate::backend::LuaBackend;
+use crate::backend::{merge_batches, LuaBackend};
 use crate::budget::TurnBudget;
 use crate::sandbox;
 
@@ -33,12 +33,14 @@ impl LuaSession {
         let session: Table = lua.create_table()?;
         session.raw_set("_sessionID", start.vended_id)?;
         session.raw_set("reloading", false)?;
-        let backend = LuaBackend::new(&lua, &session)?;
         let ids = LogIds {
             session_id: start.session_id.clone(),
             vended_id: start.vended_id,
         };
         let api = api::install(&lua, &session, &app_dir, &budget, ids)?;
+        // The backend finds `create=`/`wrapper=` classes among the app's prototypes and reads
+        // viewdefs from its directory.
+        let backend = LuaBackend::new(&lua, &session)?.with_app(&app_dir, api.prototypes().clone());
         lua.globals().raw_set("session", session)?;
         Ok(LuaSession {
             lua,
@@ -95,6 +97,29 @@ impl LuaSession {
         let ran = self.api.reload_file(&self.lua, rel_path);
         self.budget.end_turn();
         ran
+    }
+
+    /// `--hotload` says `files` changed (app-relative paths): changed viewdefs are re-sent to
+    /// the tabs that have their type, then the changed `.lua` files this session has loaded
+    /// are re-executed (each a turn of its own, with `session.reloading` set), then one change
+    /// detection pass. A file that fails is reported to every tab as a timer's error would be;
+    /// the session keeps its previous definitions. Returns what each tab receives, in that
+    /// order.
+    pub fn reload(&mut self, files: &[String]) -> Vec<TabBatch> {
+        let templates = self.backend.reload_viewdefs(files);
+        let loaded = self.loaded_files();
+        let mut errors = Vec::new();
+        for file in files.iter().filter(|f| loaded.contains(f)) {
+            tracing::info!(file, "reloading");
+            if let Err(e) = self.reload_file(file) {
+                tracing::warn!(file, "reload failed: {e}");
+                errors = merge_batches(errors, self.backend.error_batches(&e));
+            }
+        }
+        self.budget.begin_turn();
+        let changes = self.backend.detect_changes();
+        self.budget.end_turn();
+        merge_batches(merge_batches(templates, errors), changes)
     }
 }
 

@@ -118,6 +118,11 @@ impl Prototypes {
         Ok(this)
     }
 
+    /// The prototype declared as `name`, if any (how `create=` and `wrapper=` find classes).
+    pub fn get(&self, name: &str) -> Option<Table> {
+        self.0.borrow().protos.get(name).map(|e| e.proto.clone())
+    }
+
     /// The fields the latest declaration of `name` declared (`EMPTY` ones included), sorted.
     pub fn declared_fields(&self, name: &str) -> Option<Vec<String>> {
         let init = self.0.borrow().protos.get(name)?.init.clone();

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use protocol::browser::{Properties, ServerMessage};
 use protocol::ipc::TabId;
 
-use super::compute::{evaluate, plan, store, Plan, Stored};
+use super::compute::{plan, store, Plan, Stored};
 use super::properties::Priority;
 use super::variable::{VarKey, Variable};
 use super::Tracker;
@@ -74,20 +74,26 @@ pub fn detect(tracker: &Tracker) -> ChangeSet {
         // No borrow held from here until `store`: the path may run any Lua code.
         let (result, follow_children) = match step {
             Step::Plan(Plan::NoBase) => continue,
-            Step::Plan(Plan::Eval(source)) => (Some(evaluate(tracker.objects(), source)), true),
+            Step::Plan(Plan::Eval(job)) => (Some(tracker.evaluate(key, job)), true),
             Step::Plan(Plan::Unreadable) | Step::Inactive => (None, false),
         };
         let Ok(mut st) = tracker.state() else { break };
         let Some(var) = st.vars.get_mut(&key) else {
             continue; // the path's Lua code destroyed it
         };
-        let stored = match result {
+        let mut stored = match result {
             Some(r) => store(var, r),
             None => Stored::default(),
         };
+        let dropped = stored.dropped.take();
         emit(var, stored, &mut out);
         if follow_children && var.current.is_some() {
             stack.extend(var.children.iter().rev().copied());
+        }
+        drop(st);
+        // A wrapper its constructor replaced: destroyed with no borrow held.
+        if let Some(old) = dropped {
+            super::wrapper::destroy_wrapper(&old);
         }
     }
     out

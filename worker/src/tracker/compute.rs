@@ -1,7 +1,12 @@
 //! Computing one variable's value in three steps, so that no borrow of the tracker's state is
 //! held while Lua runs (a getter may call `session:createVariable`):
-//! [`plan`] reads what is needed under the borrow, [`evaluate`] runs Lua with no borrow held,
-//! and [`store`] records the result under a fresh borrow.
+//! [`plan`] reads what is needed under the borrow, [`Tracker::evaluate`] runs Lua with no
+//! borrow held, and [`store`] records the result under a fresh borrow.
+//!
+//! A variable with a `wrapper` property computes in two stages: the underlying value (its own
+//! or its path's), then, when that value's JSON differs from what the current wrapper was made
+//! for (or there is none yet, or the `wrapper` type changed), `Type:new(handle)` is called and
+//! what it returns stands in for the value (see [`super::wrapper`]).
 
 use std::rc::Rc;
 
@@ -12,8 +17,8 @@ use super::failure::Failure;
 use super::objects::ObjectRegistry;
 use super::path::Path;
 use super::value_json::{same, table_type, to_json};
-use super::variable::{Binding, Variable};
-use super::State;
+use super::variable::{Binding, VarKey, Variable, WrapState};
+use super::{State, Tracker};
 
 /// What to evaluate: a held value, or a path from the parent's current value.
 pub enum Source {
@@ -21,56 +26,131 @@ pub enum Source {
     Path(LuaValue, Rc<Path>),
 }
 
+/// One evaluation: where the value comes from and, for a wrapped variable, what wrapper it has.
+pub struct Job {
+    pub source: Source,
+    pub wrap: Option<WrapJob>,
+}
+
+pub struct WrapJob {
+    /// The `wrapper` property: the type whose `new` makes the wrapper.
+    pub type_name: String,
+    /// The wrapper made last time, if any.
+    pub previous: Option<WrapState>,
+}
+
 pub enum Plan {
-    Eval(Source),
+    Eval(Job),
     /// A `w` or `action` variable: never read.
     Unreadable,
     /// The parent's value is unknown (its own path failed, or it was never computed).
     NoBase,
 }
 
+/// What becomes of a variable's wrapper after an evaluation.
+pub enum WrapUpdate {
+    /// Not wrapped: any wrapper it had goes (its `wrapper` property was removed).
+    Clear,
+    /// The underlying value did not change: the wrapper stays.
+    Keep,
+    /// The constructor ran; this is the new state.
+    Set(WrapState),
+}
+
 pub struct Computed {
+    /// What children follow their paths from: the wrapper, or the value itself.
     pub lua: LuaValue,
     pub json: Value,
     pub type_name: Option<String>,
+    /// The underlying value of a wrapped variable.
+    pub raw: Option<LuaValue>,
+    pub wrap: WrapUpdate,
 }
 
 pub fn plan(state: &State, var: &Variable) -> Plan {
-    match &var.binding {
-        Binding::Own(v) => Plan::Eval(Source::Own(v.clone())),
-        Binding::Path(_) if !var.access.readable() => Plan::Unreadable,
+    let source = match &var.binding {
+        Binding::Own(v) => Source::Own(v.clone()),
+        Binding::Path(_) if !var.access.readable() => return Plan::Unreadable,
         Binding::Path(path) => match var
             .parent
             .and_then(|k| state.vars.get(&k))
             .and_then(|p| p.current.clone())
         {
-            Some(base) => Plan::Eval(Source::Path(base, path.clone())),
-            None => Plan::NoBase,
+            Some(base) => Source::Path(base, path.clone()),
+            None => return Plan::NoBase,
         },
+    };
+    let wrap = var.props.get("wrapper").map(|t| WrapJob {
+        type_name: t.to_string(),
+        previous: var.wrap.clone(),
+    });
+    Plan::Eval(Job { source, wrap })
+}
+
+impl Tracker {
+    /// Runs the path and, for a wrapped variable, the wrapper's constructor (Lua code may run
+    /// here; no borrow is held), then converts the result to value JSON.
+    pub(crate) fn evaluate(&self, key: VarKey, job: Job) -> Result<Computed, Failure> {
+        let raw = match job.source {
+            Source::Own(v) => v,
+            Source::Path(base, path) => path.read(base).map_err(Failure::as_path_failure)?,
+        };
+        let Some(wrap) = job.wrap else {
+            return finish(self.objects(), raw, None, WrapUpdate::Clear);
+        };
+        let raw_json = to_json(self.objects(), &raw)?;
+        if let Some(prev) = &wrap.previous {
+            if prev.type_name == wrap.type_name && same(&prev.raw_json, &raw_json) {
+                let stand_in = stand_in(&prev.object, &raw);
+                return finish(self.objects(), stand_in, Some(raw), WrapUpdate::Keep);
+            }
+        }
+        let object = self.construct_wrapper(key, &wrap.type_name, &raw)?;
+        let stand_in = stand_in(&object, &raw);
+        let state = WrapState {
+            type_name: wrap.type_name,
+            raw_json,
+            object,
+        };
+        finish(self.objects(), stand_in, Some(raw), WrapUpdate::Set(state))
     }
 }
 
-/// Runs the path (Lua code may run here) and converts the result to value JSON.
-pub fn evaluate(objects: &ObjectRegistry, source: Source) -> Result<Computed, Failure> {
-    let lua = match source {
-        Source::Own(v) => v,
-        Source::Path(base, path) => path.read(base).map_err(Failure::as_path_failure)?,
-    };
+/// The wrapper, or the value itself when the constructor returned nil.
+fn stand_in(object: &LuaValue, raw: &LuaValue) -> LuaValue {
+    if object.is_nil() {
+        raw.clone()
+    } else {
+        object.clone()
+    }
+}
+
+fn finish(
+    objects: &ObjectRegistry,
+    lua: LuaValue,
+    raw: Option<LuaValue>,
+    wrap: WrapUpdate,
+) -> Result<Computed, Failure> {
     let json = to_json(objects, &lua)?;
     let type_name = lua.as_table().and_then(table_type);
     Ok(Computed {
         lua,
         json,
         type_name,
+        raw,
+        wrap,
     })
 }
 
 /// What [`store`] found different from before.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Stored {
     pub value_changed: bool,
     /// A new error text (a cleared error is not a change anyone is told about).
     pub error_changed: bool,
+    /// A wrapper this computation replaced or dropped: the caller calls its `destroy()` once
+    /// the borrow is released.
+    pub dropped: Option<LuaValue>,
 }
 
 pub fn store(var: &mut Variable, result: Result<Computed, Failure>) -> Stored {
@@ -83,9 +163,20 @@ pub fn store(var: &mut Variable, result: Result<Computed, Failure>) -> Stored {
             }
             set_type(var, c.type_name);
             var.error = None;
+            var.raw = c.raw;
+            let dropped = match c.wrap {
+                WrapUpdate::Keep => None,
+                WrapUpdate::Clear => var.wrap.take().map(|w| w.object),
+                WrapUpdate::Set(new) => {
+                    let old = var.wrap.replace(new);
+                    let kept = |o: &LuaValue| var.wrap.as_ref().is_some_and(|w| w.object == *o);
+                    old.map(|w| w.object).filter(|o| !kept(o))
+                }
+            };
             Stored {
                 value_changed,
                 error_changed: false,
+                dropped: dropped.filter(|o| !o.is_nil()),
             }
         }
         Err(f) => {
@@ -94,9 +185,12 @@ pub fn store(var: &mut Variable, result: Result<Computed, Failure>) -> Stored {
             var.value = None;
             let error_changed = var.error.as_ref().map(|(_, d)| d) != Some(&f.description);
             var.error = Some((f.code, f.description));
+            // The wrapper stays: the constructor is tried again on the next pass, and a
+            // wrapper that keeps its state across a failure is what the app would want.
             Stored {
                 value_changed: false,
                 error_changed,
+                dropped: None,
             }
         }
     }

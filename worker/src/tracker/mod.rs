@@ -17,11 +17,12 @@ mod properties;
 mod state;
 mod value_json;
 mod variable;
+mod wrapper;
 
 use std::cell::{RefCell, RefMut};
 use std::rc::Rc;
 
-use mlua::{Lua, Table, Value as LuaValue};
+use mlua::{Lua, Table, Value as LuaValue, WeakLua};
 use protocol::browser::{ObjectSnapshot, Properties, ServerMessage, VarId, VariableSnapshot};
 use protocol::ipc::{DebugVariable, TabId};
 use protocol::Value;
@@ -30,13 +31,14 @@ pub use changes::ChangeSet;
 pub use failure::{lua_message, Failure};
 pub use lua_api::install as install_session_api;
 pub use objects::ObjectRegistry;
-pub use path::{Path, Segment};
+pub use path::{expand_properties, Path, Segment};
 pub use properties::{split_priority, Priority};
-pub use value_json::{to_json, to_lua};
+pub use value_json::{table_type, to_json, to_lua};
 pub use variable::{Access, VarKey};
+pub use wrapper::VariableHandle;
 
-use compute::{evaluate, plan, store, Plan};
-use path::expand_properties;
+use crate::api::Prototypes;
+use compute::{plan, store, Plan};
 use properties::PropertyStore;
 pub(crate) use state::State;
 use variable::{Binding, Variable};
@@ -70,6 +72,10 @@ pub struct Tracker {
 struct Inner {
     state: RefCell<State>,
     objects: ObjectRegistry,
+    /// Weak, so the tracker (which Lua closures hold) never keeps the VM alive.
+    lua: WeakLua,
+    /// Where `create` and `wrapper` look classes up first (see [`wrapper`]).
+    prototypes: RefCell<Option<Prototypes>>,
 }
 
 impl Tracker {
@@ -78,6 +84,8 @@ impl Tracker {
             inner: Rc::new(Inner {
                 state: RefCell::new(State::default()),
                 objects: ObjectRegistry::new(lua)?,
+                lua: lua.weak(),
+                prototypes: RefCell::new(None),
             }),
         })
     }
@@ -164,12 +172,16 @@ impl Tracker {
             },
             Err(_) => return,
         };
-        let Plan::Eval(source) = planned else { return };
-        let result = evaluate(self.objects(), source);
+        let Plan::Eval(job) = planned else { return };
+        let result = self.evaluate(key, job);
+        let mut dropped = None;
         if let Ok(mut st) = self.state() {
             if let Some(var) = st.vars.get_mut(&key) {
-                store(var, result);
+                dropped = store(var, result).dropped;
             }
+        }
+        if let Some(old) = dropped {
+            wrapper::destroy_wrapper(&old);
         }
     }
 
@@ -284,13 +296,18 @@ impl Tracker {
         Ok(())
     }
 
-    /// Destroys the variable and its descendants; returns them children first.
+    /// Destroys the variable and its descendants; returns them children first. Their
+    /// wrappers' `destroy()` has run when this returns.
     pub fn destroy(&self, key: VarKey) -> Result<Vec<Removed>, Failure> {
-        let mut st = self.state()?;
-        if !st.vars.contains_key(&key) {
-            return Err(Failure::not_found(format!("no variable {}", key.id)));
-        }
-        Ok(st.destroy(key))
+        let removed = {
+            let mut st = self.state()?;
+            if !st.vars.contains_key(&key) {
+                return Err(Failure::not_found(format!("no variable {}", key.id)));
+            }
+            st.destroy(key)
+        };
+        self.run_destroys();
+        Ok(removed)
     }
 
     /// A destroy the app asked for: every tab that watched a removed variable, and its owner,
@@ -300,7 +317,8 @@ impl Tracker {
         if !st.vars.contains_key(&key) {
             return Ok(());
         }
-        for removed in st.destroy(key) {
+        let removed = st.destroy(key);
+        for removed in removed {
             let mut tabs = removed.watchers;
             if let Some(owner) = removed.key.owner {
                 if !tabs.contains(&owner) {
@@ -316,11 +334,20 @@ impl Tracker {
                 ));
             }
         }
+        drop(st);
+        self.run_destroys();
         Ok(())
     }
 
-    /// A tab is gone: destroy what it created and drop its watches. Returns what was removed.
+    /// A tab is gone: destroy what it created and drop its watches. Returns what was removed
+    /// (their wrappers' `destroy()` has run).
     pub fn forget_tab(&self, tab: TabId) -> Vec<Removed> {
+        let removed = self.forget_tab_state(tab);
+        self.run_destroys();
+        removed
+    }
+
+    fn forget_tab_state(&self, tab: TabId) -> Vec<Removed> {
         let Ok(mut st) = self.state() else {
             return Vec::new();
         };
@@ -351,9 +378,10 @@ impl Tracker {
     }
 
     /// The variable's value computed now (not stored: watchers still hear of changes) and
-    /// all its properties.
+    /// all its properties. A wrapped variable answers with its last computed value instead:
+    /// computing it anew could run its wrapper's constructor behind change detection's back.
     pub fn snapshot(&self, key: VarKey) -> Result<VariableSnapshot, Failure> {
-        let (planned, properties) = {
+        let (planned, properties, last) = {
             let st = self.state()?;
             let var = st
                 .vars
@@ -364,12 +392,23 @@ impl Tracker {
             } else {
                 Plan::Unreadable
             };
-            (planned, var.props.pairs())
+            // Only a wrapped variable answers from its last computation.
+            let last = match &planned {
+                Plan::Eval(job) if job.wrap.is_some() => {
+                    Some(var.value.clone().ok_or_else(|| match &var.error {
+                        Some((code, description)) => Failure::new(*code, description.clone()),
+                        None => Failure::path(format!("variable {} has no value yet", key.id)),
+                    }))
+                }
+                _ => None,
+            };
+            (planned, var.props.pairs(), last)
         };
-        let value = match planned {
-            Plan::Eval(source) => evaluate(self.objects(), source)?.json,
-            Plan::Unreadable => Value::Null,
-            Plan::NoBase => {
+        let value = match (planned, last) {
+            (_, Some(last)) => last?,
+            (Plan::Eval(job), None) => self.evaluate(key, job)?.json,
+            (Plan::Unreadable, None) => Value::Null,
+            (Plan::NoBase, None) => {
                 return Err(Failure::path(format!(
                     "the parent of variable {} has no value",
                     key.id

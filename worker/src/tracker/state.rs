@@ -1,9 +1,11 @@
 //! The variable tree itself: the variables by key, parent/child links, roots in creation
 //! order, watch tallies with the per-subtree watched counts change detection relies on, and
-//! removal of a subtree. Pure data: nothing here calls into Lua.
+//! removal of a subtree. Pure data: nothing here calls into Lua (a removed variable's wrapper
+//! is queued for its `destroy()`, which the tracker calls once this borrow is released).
 
 use std::collections::{BTreeMap, HashMap};
 
+use mlua::Value as LuaValue;
 use protocol::browser::{ServerMessage, VarId};
 use protocol::ipc::TabId;
 
@@ -19,6 +21,9 @@ pub struct State {
     pub next_server_id: VarId,
     /// Messages produced outside change detection (replies, destroys), in order.
     pub outbox: Vec<(TabId, ServerMessage)>,
+    /// Wrappers of destroyed variables whose `destroy()` has yet to run (it runs once the
+    /// borrow that removed them is released).
+    pub dead_wrappers: Vec<LuaValue>,
 }
 
 impl Default for State {
@@ -29,6 +34,7 @@ impl Default for State {
             next_seq: 0,
             next_server_id: -1,
             outbox: Vec::new(),
+            dead_wrappers: Vec::new(),
         }
     }
 }
@@ -113,13 +119,18 @@ impl State {
                 self.roots.remove(&seq);
             }
         }
-        order
-            .into_iter()
-            .filter_map(|k| self.vars.remove(&k))
-            .map(|v| Removed {
-                key: v.key,
-                watchers: v.watcher_tabs().collect(),
-            })
-            .collect()
+        let mut removed = Vec::with_capacity(order.len());
+        for var in order.into_iter().filter_map(|k| self.vars.remove(&k)) {
+            if let Some(wrap) = &var.wrap {
+                if !wrap.object.is_nil() {
+                    self.dead_wrappers.push(wrap.object.clone());
+                }
+            }
+            removed.push(Removed {
+                key: var.key,
+                watchers: var.watcher_tabs().collect(),
+            });
+        }
+        removed
     }
 }

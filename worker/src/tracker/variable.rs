@@ -2,7 +2,7 @@
 
 use std::rc::Rc;
 
-use mlua::Value as LuaValue;
+use mlua::{AnyUserData, Value as LuaValue};
 use protocol::browser::VarId;
 use protocol::ipc::TabId;
 use protocol::{ErrorCode, Value};
@@ -78,6 +78,18 @@ impl Access {
     }
 }
 
+/// A variable's wrapper (the `wrapper` property) as last constructed.
+#[derive(Debug, Clone)]
+pub struct WrapState {
+    /// The type whose `new` made it: a different `wrapper` property means a new one.
+    pub type_name: String,
+    /// Value JSON of the underlying value it was made for: the constructor runs again when
+    /// this changes, by the same rule change detection uses for values.
+    pub raw_json: Value,
+    /// What the constructor returned; nil means "no wrapper", and the value stands for itself.
+    pub object: LuaValue,
+}
+
 /// Where a variable's value comes from.
 #[derive(Debug, Clone)]
 pub enum Binding {
@@ -110,6 +122,14 @@ pub struct Variable {
     pub props: PropertyStore,
     /// Whether `type` was set by the server from the value (and so may be removed by it).
     pub server_type: bool,
+    /// With a `wrapper` property: the underlying value (what the handle's `getValue()`
+    /// returns), while `current` holds the wrapper that stands in for it. `None` otherwise.
+    pub raw: Option<LuaValue>,
+    /// The wrapper made for this variable, once its constructor has run.
+    pub wrap: Option<WrapState>,
+    /// The Lua handle wrapper constructors receive; made on first use and then reused, so a
+    /// constructor sees the same handle every time.
+    pub handle: Option<AnyUserData>,
     /// Watch tallies: a tab may watch twice and must unwatch twice.
     pub watchers: Vec<(TabId, u32)>,
     /// Tabs whose next update carries the full state (they just watched or created it).
@@ -134,6 +154,9 @@ impl Variable {
             error: None,
             props: PropertyStore::default(),
             server_type: false,
+            raw: None,
+            wrap: None,
+            handle: None,
             watchers: Vec::new(),
             fresh: Vec::new(),
             subtree_watched: 0,

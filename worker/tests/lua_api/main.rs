@@ -1,9 +1,14 @@
 //! The Lua app API (DESIGN.md 6), exercised by small Lua apps: prototypes, `ui`, `require`,
-//! timers and hot reload.
+//! timers and hot reload; and, through whole sessions as tabs see them, viewdefs and the
+//! `create` / `wrapper` properties.
 
+mod create_wrapper;
 mod harness;
 mod prototype;
 mod reload;
 mod require;
+mod sample_app;
+mod tabs;
 mod timers;
 mod ui;
+mod viewdefs;
