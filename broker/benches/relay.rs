@@ -99,7 +99,7 @@ async fn main() {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    writer.await.unwrap();
+    drop(writer.await.unwrap());
     println!(
         "relay, one session: {} messages in and {answered} out in {secs:.2} s = {:.0} messages/s each way",
         per_frame * frames,
