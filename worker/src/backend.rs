@@ -1,49 +1,246 @@
-//! LuaBackend: the per-session backend of the seed. It owns the [`Tracker`], keeps the watch
-//! tallies of every tab, answers each tab frame, and after every turn runs one change-detection
-//! pass whose results become per-tab batches for the broker.
+//! LuaBackend: the per-session backend of the seed. It owns the [`Tracker`], answers each tab
+//! frame message by message, and after every turn runs one change-detection pass whose results
+//! become per-tab batches for the broker.
 //!
-//! TODO(helper): this file is the interface the worker loop relies on; the bodies come with the
-//! tracker.
+//! A batch holds, in order: replies and errors (in message order, interleaved with any
+//! `destroy` the app's Lua code caused), then change-detection updates high → medium → low.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use mlua::{Lua, Table};
-use protocol::browser::ClientMessage;
+use protocol::browser::{ClientMessage, ServerMessage, VarId};
 use protocol::ipc::{DebugVariable, TabBatch, TabId};
 use protocol::Value;
 
-pub struct LuaBackend {}
+use crate::tracker::{self, Failure, NewVariable, Tracker, VarKey};
+
+pub struct LuaBackend {
+    lua: Lua,
+    tracker: Tracker,
+    /// Open tabs; messages for any other tab are dropped.
+    tabs: BTreeSet<TabId>,
+}
 
 impl LuaBackend {
     /// Creates the tracker for `lua` and installs the tracker-backed methods on the `session`
     /// table (`createAppVariable`, `getApp`, `createVariable`, `destroyVariable`).
-    pub fn new(_lua: &Lua, _session: &Table) -> mlua::Result<LuaBackend> {
-        todo!()
+    pub fn new(lua: &Lua, session: &Table) -> mlua::Result<LuaBackend> {
+        let tracker = Tracker::new(lua)?;
+        tracker::install_session_api(lua, session, &tracker)?;
+        Ok(LuaBackend {
+            lua: lua.clone(),
+            tracker,
+            tabs: BTreeSet::new(),
+        })
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
     }
 
     /// Variable 1's value JSON, once `main.lua` has created it.
     pub fn app_value(&self) -> Option<Value> {
-        todo!()
+        self.tracker.app_value()
     }
 
-    pub fn tab_opened(&mut self, _tab: TabId) {
-        todo!()
+    pub fn tab_opened(&mut self, tab: TabId) {
+        self.tabs.insert(tab);
     }
 
     /// Handles one frame of a tab, then runs change detection; returns what each tab receives.
-    pub fn handle_frame(&mut self, _tab: TabId, _messages: Vec<ClientMessage>) -> Vec<TabBatch> {
-        todo!()
+    pub fn handle_frame(&mut self, tab: TabId, messages: Vec<ClientMessage>) -> Vec<TabBatch> {
+        self.tabs.insert(tab);
+        for msg in messages {
+            self.handle_message(tab, msg);
+        }
+        self.detect_changes()
     }
 
     /// Destroys the variables the tab created and forgets its watches.
-    pub fn tab_closed(&mut self, _tab: TabId) -> Vec<TabBatch> {
-        todo!()
+    pub fn tab_closed(&mut self, tab: TabId) -> Vec<TabBatch> {
+        self.tabs.remove(&tab);
+        // Other tabs may have watched server-created variables below the tab's ones.
+        for removed in self.tracker.forget_tab(tab) {
+            for watcher in removed.watchers {
+                if watcher != tab {
+                    self.tracker.send(
+                        watcher,
+                        ServerMessage::Destroy {
+                            var_id: removed.key.id,
+                        },
+                    );
+                }
+            }
+        }
+        self.collect(tracker::ChangeSet::default())
     }
 
     /// One change-detection pass (after a timer callback, for instance).
     pub fn detect_changes(&mut self) -> Vec<TabBatch> {
-        todo!()
+        let changes = self.tracker.detect_changes();
+        self.collect(changes)
     }
 
     pub fn debug_variables(&self) -> Vec<DebugVariable> {
-        todo!()
+        self.tracker.debug_variables()
+    }
+
+    fn handle_message(&mut self, tab: TabId, msg: ClientMessage) {
+        let scoped = |id: VarId| VarKey::scoped(tab, id);
+        match msg {
+            ClientMessage::Create {
+                id,
+                parent_id,
+                value,
+                properties,
+                nowatch,
+                unbound,
+            } => {
+                let result = self.create(tab, id, parent_id, value, properties, nowatch, unbound);
+                self.reply_err(tab, id, result);
+            }
+            ClientMessage::Destroy { var_id } => {
+                let result = self.destroy(tab, scoped(var_id));
+                self.reply_err(tab, var_id, result);
+            }
+            ClientMessage::Update {
+                var_id,
+                value,
+                properties,
+            } => {
+                let key = scoped(var_id);
+                let mut result = Ok(());
+                if !properties.is_empty() || value.is_none() {
+                    result = self.tracker.set_properties(key, &properties);
+                }
+                if let (Ok(()), Some(value)) = (&result, value) {
+                    result = self.tracker.write(&self.lua, key, &value);
+                }
+                self.reply_err(tab, var_id, result);
+            }
+            ClientMessage::Watch { var_id } => {
+                let result = self.tracker.watch(scoped(var_id), tab);
+                self.reply_err(tab, var_id, result);
+            }
+            ClientMessage::Unwatch { var_id } => {
+                let result = self.tracker.unwatch(scoped(var_id), tab);
+                self.reply_err(tab, var_id, result);
+            }
+            ClientMessage::Get { var_ids } => {
+                let mut variables = Vec::with_capacity(var_ids.len());
+                for id in var_ids {
+                    match self.tracker.snapshot(scoped(id)) {
+                        Ok(s) => variables.push(s),
+                        Err(f) => self.tracker.send(tab, f.into_message(Some(id))),
+                    }
+                }
+                self.tracker.send(tab, ServerMessage::Get { variables });
+            }
+            ClientMessage::GetObjects { obj_ids } => {
+                let mut objects = Vec::with_capacity(obj_ids.len());
+                for id in obj_ids {
+                    match self.tracker.object_snapshot(id) {
+                        Ok(o) => objects.push(o),
+                        Err(f) => self.tracker.send(tab, f.into_message(None)),
+                    }
+                }
+                self.tracker
+                    .send(tab, ServerMessage::GetObjects { objects });
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        tab: TabId,
+        id: VarId,
+        parent_id: Option<VarId>,
+        value: Option<Value>,
+        properties: Vec<(String, String)>,
+        nowatch: bool,
+        unbound: bool,
+    ) -> Result<(), Failure> {
+        if id < 2 {
+            return Err(Failure::bad_request(format!(
+                "a tab's variable ids start at 2, not {id}"
+            )));
+        }
+        let parent = parent_id.map(|p| VarKey::scoped(tab, p));
+        let key = VarKey::scoped(tab, id);
+        if self.tracker.exists(key) {
+            return Err(Failure::bad_request(format!(
+                "variable {id} already exists"
+            )));
+        }
+        if let Some(p) = parent {
+            if !self.tracker.exists(p) {
+                return Err(Failure::not_found(format!("no variable {}", p.id)));
+            }
+        }
+        let own = if parent.is_none() || unbound {
+            let v = value.unwrap_or(Value::Null);
+            Some(tracker::to_lua(&self.lua, self.tracker.objects(), &v)?)
+        } else {
+            None
+        };
+        self.tracker.create(NewVariable {
+            key,
+            parent,
+            properties,
+            own,
+            watcher: (!nowatch).then_some(tab),
+        })
+    }
+
+    /// A tab destroys one of its own variables and its descendants; shared ones belong to the
+    /// app (destroying one could take other tabs' variables with it).
+    fn destroy(&mut self, tab: TabId, key: VarKey) -> Result<(), Failure> {
+        if !self.tracker.exists(key) {
+            return Err(Failure::not_found(format!("no variable {}", key.id)));
+        }
+        if key.owner != Some(tab) {
+            return Err(Failure::bad_access(format!(
+                "variable {} belongs to the app; a tab destroys only its own variables",
+                key.id
+            )));
+        }
+        for removed in self.tracker.destroy(key)? {
+            let id = removed.key.id;
+            self.tracker
+                .send(tab, ServerMessage::Destroy { var_id: id });
+            for watcher in removed.watchers {
+                if watcher != tab {
+                    self.tracker
+                        .send(watcher, ServerMessage::Destroy { var_id: id });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reply_err(&self, tab: TabId, var_id: VarId, result: Result<(), Failure>) {
+        if let Err(f) = result {
+            self.tracker.send(tab, f.into_message(Some(var_id)));
+        }
+    }
+
+    /// Outbox first, then the pass's updates; one batch per open tab with something to say.
+    fn collect(&self, changes: tracker::ChangeSet) -> Vec<TabBatch> {
+        let mut per_tab: BTreeMap<TabId, Vec<ServerMessage>> = BTreeMap::new();
+        for (tab, msg) in self.tracker.take_outbox() {
+            per_tab.entry(tab).or_default().push(msg);
+        }
+        for (tab, msgs) in changes.into_tabs() {
+            per_tab.entry(tab).or_default().extend(msgs);
+        }
+        per_tab
+            .into_iter()
+            .filter(|(tab, msgs)| self.tabs.contains(tab) && !msgs.is_empty())
+            .map(|(tab, messages)| TabBatch { tab, messages })
+            .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -97,3 +97,54 @@ impl LuaSession {
         ran
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::ipc::LuaLimits;
+
+    /// A fresh app directory holding `main.lua`.
+    fn app_dir(name: &str, main: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("luabroker-session-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("main.lua"), main).unwrap();
+        dir
+    }
+
+    fn start(dir: &Path) -> StartSession {
+        StartSession {
+            vended_id: 7,
+            session_id: "0".repeat(32),
+            app_dir: dir.display().to_string(),
+            limits: LuaLimits {
+                memory_bytes: 64 * 1024 * 1024,
+                turn_time_ms: 1000,
+            },
+        }
+    }
+
+    #[test]
+    fn load_main_returns_the_app_value() {
+        let dir = app_dir(
+            "ok",
+            "assert(session._sessionID == 7)
+             session:createAppVariable({'a', session._sessionID})",
+        );
+        let mut session = LuaSession::new(&start(&dir)).unwrap();
+        assert_eq!(
+            session.load_main(),
+            Ok(Value::Array(vec![Value::String("a".into()), Value::Int(7)]))
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn load_main_without_an_app_variable_fails() {
+        let dir = app_dir("none", "local x = 1");
+        let mut session = LuaSession::new(&start(&dir)).unwrap();
+        let err = session.load_main().unwrap_err();
+        assert!(err.contains("createAppVariable"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,2 +1,0 @@
-//! Tracker: variables, the object registry, paths, value JSON, change sets. (Comes with the
-//! backend.)
