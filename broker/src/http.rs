@@ -27,6 +27,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/", get(create_session))
         .route("/metrics", get(metrics))
         .route("/ws/{id}", get(ws::upgrade))
+        .route("/_luabroker/session.js", get(session_js))
+        .route("/_luabroker/session.css", get(session_css))
         .route("/{id}", get(session_page))
         .route("/{id}/{*rest}", get(session_subpath))
         .fallback(fallback)
@@ -64,6 +66,27 @@ async fn create_session(State(broker): State<Arc<Broker>>) -> Response {
                 .into_response()
         }
     }
+}
+
+/// The built-in page's script and stylesheet. `no-cache`: a browser revalidates them, so a
+/// page served by a newer executable never runs an older script.
+async fn session_js() -> Response {
+    asset("text/javascript; charset=utf-8", page::SESSION_JS)
+}
+
+async fn session_css() -> Response {
+    asset("text/css; charset=utf-8", page::SESSION_CSS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn metrics(State(broker): State<Arc<Broker>>) -> Response {

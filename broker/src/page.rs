@@ -7,6 +7,13 @@ use serde_json::{json, Value as Json};
 /// The built-in session page: connects to `/ws/<id>` and shows the app as a live object tree.
 pub const SESSION_PAGE: &str = include_str!("page/session.html");
 
+/// The page's script (the protocol client and the tree), served at `/_luabroker/session.js`:
+/// a prefix no 32-hex session id can take.
+pub const SESSION_JS: &str = include_str!("page/session.js");
+
+/// The page's stylesheet, served at `/_luabroker/session.css`.
+pub const SESSION_CSS: &str = include_str!("page/session.css");
+
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
