@@ -119,6 +119,16 @@ async fn session_subpath(
         "variables.json" | "variables" if broker.config.debug_pages => {
             debug_variables(&session, rest == "variables.json").await
         }
+        // Off without the flag: a 404 rather than the session page, so that nobody mistakes
+        // the page for the debug view (and a probe cannot tell the views exist).
+        "variables.json" | "variables" => (
+            StatusCode::NOT_FOUND,
+            Html(page::error_page(
+                "Not found",
+                "The debug views are off; start the server with --debug-pages.",
+            )),
+        )
+            .into_response(),
         _ => serve_session_page(&broker, &session, req).await,
     }
 }
