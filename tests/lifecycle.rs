@@ -348,10 +348,9 @@ async fn a_worker_sending_garbage_is_killed_and_the_broker_carries_on() {
     let mut ws = connect(&broker, &id).await;
     round_trip(&mut ws).await;
     let pid = only_worker(&broker);
-    let fd = worker_socket_fd(pid);
     let mut garbage = 8u32.to_le_bytes().to_vec();
     garbage.extend_from_slice(&[0xff; 8]);
-    write_via_fd_of(pid, fd, &garbage);
+    write_to_link(pid, broker.pid, &garbage);
     let (code, _, before) = recv_close(&mut ws).await;
     assert_eq!(code, 1011);
     let text = before[0]["data"]["description"].as_str().unwrap();
@@ -369,41 +368,47 @@ async fn a_worker_sending_garbage_is_killed_and_the_broker_carries_on() {
         .iter()
         .find(|p| !before.contains(p))
         .unwrap();
-    let fd = worker_socket_fd(pid);
-    write_via_fd_of(pid, fd, &u32::MAX.to_le_bytes());
+    write_to_link(pid, broker.pid, &u32::MAX.to_le_bytes());
     let (_, _, before) = recv_close(&mut ws).await;
     let text = before[0]["data"]["description"].as_str().unwrap();
     assert!(text.contains("over the 16777216-byte limit"), "{text}");
 }
 
-/// The fd number of a worker's connected Unix socket.
-fn worker_socket_fd(pid: i32) -> i32 {
+/// A duplicate of the worker's end of its broker link: of the worker's Unix sockets, the one
+/// whose peer (SO_PEERCRED) is the broker. (Its runtime holds an internal socketpair too.)
+fn worker_link(pid: i32, broker: i32) -> std::fs::File {
+    use std::os::fd::{AsFd, FromRawFd};
     for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
         let entry = entry.unwrap();
         let target = std::fs::read_link(entry.path()).unwrap_or_default();
-        if target.to_string_lossy().starts_with("socket:") {
-            return entry.file_name().to_str().unwrap().parse().unwrap();
+        if !target.to_string_lossy().starts_with("socket:") {
+            continue;
+        }
+        let fd: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
+        // SAFETY: plain syscalls with integer arguments; each returned fd is checked and then
+        // owned by exactly one File, which closes it.
+        let file = unsafe {
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+            assert!(
+                pidfd >= 0,
+                "pidfd_open: {}",
+                std::io::Error::last_os_error()
+            );
+            let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd as i32, fd, 0);
+            assert!(dup >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
+            libc::close(pidfd as i32);
+            std::fs::File::from_raw_fd(dup as i32)
+        };
+        let peer =
+            nix::sys::socket::getsockopt(&file.as_fd(), nix::sys::socket::sockopt::PeerCredentials);
+        if peer.is_ok_and(|c| c.pid() == broker) {
+            return file;
         }
     }
-    panic!("worker {pid} has no socket");
+    panic!("worker {pid} has no socket to the broker");
 }
 
-fn write_via_fd_of(pid: i32, fd: i32, bytes: &[u8]) {
+fn write_to_link(pid: i32, broker: i32, bytes: &[u8]) {
     use std::io::Write;
-    use std::os::fd::FromRawFd;
-    // SAFETY: plain syscalls with integer arguments; each returned fd is checked and then
-    // owned by exactly one File, which closes it.
-    unsafe {
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
-        assert!(
-            pidfd >= 0,
-            "pidfd_open: {}",
-            std::io::Error::last_os_error()
-        );
-        let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd as i32, fd, 0);
-        assert!(dup >= 0, "pidfd_getfd: {}", std::io::Error::last_os_error());
-        libc::close(pidfd as i32);
-        let mut file = std::fs::File::from_raw_fd(dup as i32);
-        file.write_all(bytes).unwrap();
-    }
+    worker_link(pid, broker).write_all(bytes).unwrap();
 }

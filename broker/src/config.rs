@@ -73,6 +73,11 @@ pub struct Config {
     #[arg(long, env = "LUABROKER_WORKER_PING_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub worker_ping_timeout: Duration,
 
+    /// Watch the app directory: a changed, already-loaded .lua file is re-executed in every
+    /// live session (session.reloading = true), a changed viewdef re-sent to the tabs.
+    #[arg(long, env = "LUABROKER_HOTLOAD")]
+    pub hotload: bool,
+
     /// Workers started ahead of demand (connected, no VM yet), so `GET /` need not wait for
     /// an exec; 0 = start each worker on demand.
     #[arg(long, env = "LUABROKER_SPARE_WORKERS", default_value_t = 4)]

@@ -4,6 +4,7 @@
 mod app_dir;
 mod broker;
 mod config;
+mod hotload;
 mod http;
 mod manager;
 mod metrics;
@@ -77,6 +78,15 @@ async fn run(config: Config) -> std::io::Result<()> {
     let broker = Broker::new(config, app.path().to_path_buf(), reaper)?;
 
     broker.server.refill_spares();
+    if broker.config.hotload {
+        if app.is_builtin() {
+            tracing::warn!(
+                "--hotload watches nothing: the built-in app is not on disk (use --lua-dir)"
+            );
+        } else if let Err(e) = hotload::watch(broker.clone(), app.path().to_path_buf()) {
+            tracing::error!("--hotload: cannot watch {}: {e}", app.path().display());
+        }
+    }
     let maintenance = tokio::spawn(maintain(broker.clone()));
     let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
     let server =

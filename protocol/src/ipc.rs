@@ -71,6 +71,11 @@ pub enum BrokerToWorker {
     DebugVariables {
         request: u64,
     },
+    /// App files changed on disk (`--hotload`), as paths relative to the app directory:
+    /// already-loaded `.lua` files are re-executed, changed viewdefs re-sent.
+    Reload {
+        files: Vec<String>,
+    },
     /// Finish the current turn and exit 0.
     Shutdown,
 }

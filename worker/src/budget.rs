@@ -40,9 +40,16 @@ impl TurnBudget {
             backstop: Rc::default(),
         };
         if let Some(per_turn) = budget.per_turn {
-            // Both guards: the hook escalates to every instruction once the deadline has
-            // passed (tracker branch), and the protected-call wrappers re-raise (main).
-            set_hook(lua, budget.deadline.clone(), per_turn, CHECK_EVERY)?;
+            let deadline = budget.deadline.clone();
+            lua.set_global_hook(
+                HookTriggers::new().every_nth_instruction(CHECK_EVERY),
+                move |_, _| match deadline.get() {
+                    Some(d) if Instant::now() >= d => Err(mlua::Error::RuntimeError(format!(
+                        "{TIME_LIMIT_MARKER} of {per_turn:?} exceeded"
+                    ))),
+                    _ => Ok(VmState::Continue),
+                },
+            )?;
             budget.guard_protected_calls(lua)?;
         }
         Ok(budget)
@@ -105,37 +112,6 @@ impl TurnBudget {
     pub fn end_turn(&self) {
         self.deadline.set(None);
     }
-}
-
-/// Installs the deadline hook, checking every `every` instructions. Once the deadline has
-/// passed the hook re-arms itself to fire on every instruction: a `pcall` may catch the limit
-/// error, but the very next instruction raises it again, so no Lua code outlives its turn.
-/// The first check in a later turn puts the cheap every-`CHECK_EVERY` hook back.
-fn set_hook(
-    lua: &Lua,
-    deadline: Rc<Cell<Option<Instant>>>,
-    per_turn: Duration,
-    every: u32,
-) -> mlua::Result<()> {
-    lua.set_global_hook(
-        HookTriggers::new().every_nth_instruction(every),
-        move |lua, _| match deadline.get() {
-            Some(d) if Instant::now() >= d => {
-                if every != 1 {
-                    set_hook(lua, deadline.clone(), per_turn, 1)?;
-                }
-                Err(mlua::Error::RuntimeError(format!(
-                    "{TIME_LIMIT_MARKER} of {per_turn:?} exceeded"
-                )))
-            }
-            _ => {
-                if every == 1 {
-                    set_hook(lua, deadline.clone(), per_turn, CHECK_EVERY)?;
-                }
-                Ok(VmState::Continue)
-            }
-        },
-    )
 }
 
 /// The `error` code for a failed Lua call: `limit` when a budget stopped it, else `lua-error`.

@@ -56,6 +56,7 @@ pub fn run() -> ExitCode {
         return ExitCode::from(exit::SETUP);
     }
     let _ = nix::sys::prctl::set_name(c"lb-spare");
+    default_fault_signals();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -105,6 +106,18 @@ fn die_with_parent(parent: i32) -> Result<(), String> {
         return Err("the broker is already gone".into());
     }
     Ok(())
+}
+
+/// Rust's runtime catches SIGSEGV/SIGBUS to report stack overflows, and a signal it did not
+/// cause (sent by `kill`) is then swallowed once. A worker dies of a fault either way, so it
+/// takes the default action at once and the broker reports the signal that ended it.
+fn default_fault_signals() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    for sig in [Signal::SIGSEGV, Signal::SIGBUS] {
+        // SAFETY: installing the default disposition runs no handler code of ours, so there
+        // is nothing that could be unsound in signal context.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
 }
 
 async fn serve(socket: String, token: [u8; TOKEN_LEN]) -> u8 {
@@ -227,6 +240,7 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
                 request,
                 variables: session.backend().debug_variables(),
             }),
+            BrokerToWorker::Reload { files } => reload(session, &tabs, &files),
             BrokerToWorker::Shutdown => return exit::OK,
             BrokerToWorker::Start(_) => {
                 tracing::error!("Start sent twice");
@@ -239,6 +253,29 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
             }
         }
     }
+}
+
+/// Re-executes the changed files this session has loaded (each a turn of its own, with
+/// `session.reloading` set), then pushes what changed. A file that fails is reported to every
+/// tab as it would be from a timer; the session keeps its previous definitions.
+fn reload(
+    session: &mut LuaSession,
+    tabs: &BTreeSet<TabId>,
+    files: &[String],
+) -> Option<WorkerToBroker> {
+    let loaded = session.loaded_files();
+    let mut errors = Vec::new();
+    for file in files.iter().filter(|f| loaded.contains(f)) {
+        tracing::info!(file, "reloading");
+        if let Err(e) = session.reload_file(file) {
+            tracing::warn!(file, "reload failed: {e}");
+            errors = merge_batches(errors, error_batches(tabs, &e));
+        }
+    }
+    session.budget().begin_turn();
+    let changes = session.backend().detect_changes();
+    session.budget().end_turn();
+    send_batches(merge_batches(errors, changes))
 }
 
 /// Sleeps until `deadline`; forever when there is none.
