@@ -1,7 +1,9 @@
 //! The built-in session page in a real browser: the real executable serving the default app,
 //! Debian's `chromedriver` driving headless Chromium through WebDriver (fantoccini). It checks
 //! what a person does: open `/`, land on `/<id>`, see the counter, click `increment`, type a
-//! todo and `add` it, and see the page recover when the session's worker crashes.
+//! todo and `add` it, and see the page recover when the session's worker crashes. Then, in the
+//! same browser, an app written for the test: deep objects open on demand, a number edit
+//! reaches Lua, and a Lua error becomes a dismissible banner.
 //!
 //! Chromium and chromedriver are required (`.ci/run` installs them: `apt-get install chromium
 //! chromium-driver`); without them the test fails, it never skips. Every wait is a WebDriver
@@ -133,6 +135,19 @@ async fn wait_for(page: &Client, css: &str) -> Element {
     }
 }
 
+/// Deep nesting (opened lazily), a number, a computed value and a method that fails.
+const BOX_APP: &str = r#"
+local Box = { type = "Box" }
+Box.__index = Box
+function Box:double() return self.n * 2 end
+function Box:jam() error("the box is jammed") end
+local app = setmetatable({
+  n = 21,
+  deep = { inner = { more = { leaf = "deep leaf" } } },
+}, Box)
+session:createAppVariable(app, { computed = "double" })
+"#;
+
 /// The field of variable 1 at `path` showing exactly `text`.
 fn field(path: &str, text: &str) -> String {
     format!("[data-path=\"{path}\"][data-text=\"{text}\"]")
@@ -226,6 +241,66 @@ async fn the_page_shows_the_default_app_and_drives_it() {
     let again = wait_for(&page, "button[data-call=\"increment\"]").await;
     again.click().await.unwrap();
     wait_for(&page, &field("count", "1")).await;
+
+    // The same browser on a second server, with an app made for the test.
+    let boxes = Broker::with_app(&[("main.lua", BOX_APP)], &[]);
+    page.goto(&boxes.url("/")).await.unwrap();
+    wait_for(&page, &field("double()", "42")).await;
+
+    // Objects three levels down start closed and are fetched only when opened.
+    let more = wait_for(
+        &page,
+        "[data-path=\"deep.inner.more\"][data-shape=\"object\"]",
+    )
+    .await;
+    let toggle = more.find(Locator::Css(".lb-toggle")).await.unwrap();
+    assert_eq!(
+        toggle.attr("aria-expanded").await.unwrap().as_deref(),
+        Some("false")
+    );
+    assert!(
+        page.find_all(Locator::Css("[data-path=\"deep.inner.more.leaf\"]"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a closed object's fields are not bound"
+    );
+    toggle.click().await.unwrap();
+    wait_for(&page, &field("deep.inner.more.leaf", "deep leaf")).await;
+
+    // A number typed into a field reaches Lua: the computed value follows.
+    let n = wait_for(&page, "input[data-value-of=\"n\"]").await;
+    n.clear().await.unwrap();
+    n.send_keys("50\u{E007}").await.unwrap(); // U+E007: WebDriver's Enter key
+    wait_for(&page, &field("n", "50")).await;
+    wait_for(&page, &field("double()", "100")).await;
+
+    // A Lua error in a method: a banner with the code and Lua's message, which can be dismissed.
+    wait_for(&page, "button[data-call=\"jam\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let banner = wait_for(&page, "#lb-errors [data-code=\"lua-error\"]").await;
+    let text = banner.text().await.unwrap();
+    assert!(text.contains("the box is jammed"), "banner: {text:?}");
+    if let Ok(shot) = std::env::var("LUABROKER_BROWSER_SCREENSHOT") {
+        std::fs::write(
+            shot.replace(".png", "-error.png"),
+            page.screenshot().await.unwrap(),
+        )
+        .unwrap();
+    }
+    banner
+        .find(Locator::Css(".lb-dismiss"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&page, "#lb-errors:empty").await;
+    // The session carries on after the error.
+    wait_for(&page, &field("double()", "100")).await;
 
     page.close().await.unwrap();
 }

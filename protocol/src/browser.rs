@@ -489,7 +489,7 @@ mod tests {
     fn one_message_is_an_object_two_are_an_array() {
         let d = ServerMessage::Destroy { var_id: 2 };
         assert_eq!(
-            encode_frame(&[d.clone()]),
+            encode_frame(std::slice::from_ref(&d)),
             r#"{"type":"destroy","data":{"varId":2}}"#
         );
         assert!(encode_frame(&[d.clone(), d]).starts_with('['));
