@@ -14,6 +14,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -28,7 +29,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const INSTALL_HINT: &str =
     "install them with `apt-get install chromium chromium-driver` (as .ci/run does)";
 
-/// A `chromedriver` on a free loopback port, killed when dropped.
+/// A `chromedriver` on a free loopback port. It runs in a process group of its own, with the
+/// Chromium it starts; dropping it kills that group, so a failing test leaves no browser behind.
 struct ChromeDriver {
     child: Child,
     url: String,
@@ -49,6 +51,7 @@ impl ChromeDriver {
             .port();
         let mut child = Command::new(&exe)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -101,6 +104,8 @@ impl ChromeDriver {
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
+        // The group's id is chromedriver's pid (process_group(0)); only what it started is in it.
+        let _ = nix::sys::signal::killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -238,6 +243,13 @@ async fn the_page_shows_the_default_app_and_drives_it() {
         text.contains("crashed") && text.contains("restarted"),
         "after reconnecting the banner says the app restarted: {text:?}"
     );
+    if let Ok(shot) = std::env::var("LUABROKER_BROWSER_SCREENSHOT") {
+        std::fs::write(
+            shot.replace(".png", "-crash.png"),
+            page.screenshot().await.unwrap(),
+        )
+        .unwrap();
+    }
     let again = wait_for(&page, "button[data-call=\"increment\"]").await;
     again.click().await.unwrap();
     wait_for(&page, &field("count", "1")).await;

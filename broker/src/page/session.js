@@ -613,7 +613,7 @@
     const description = data.description || "";
     if (code === "session-crashed") {
       lastDrop = { code, description };
-      showConnectionBanner("The session's app crashed (" + code + "): " + description, "error");
+      showConnectionBanner("The session's app crashed.", "error", false, code, description);
       return;
     }
     const node = data.varId !== undefined ? nodes.get(data.varId) : undefined;
@@ -649,9 +649,12 @@
     connTextEl.textContent = text;
   }
 
-  function showConnectionBanner(text, level, dismissible) {
+  /** One connection banner: a lead sentence, then (optionally) the error code and its detail. */
+  function showConnectionBanner(text, level, dismissible, code, detail) {
     connBannerEl.className = "lb-banner " + (level === "error" ? "lb-banner-error" : "lb-banner-warn");
-    connBannerEl.replaceChildren(el("span", { class: "lb-description", text }));
+    const body = el("span", { class: "lb-description" }, el("strong", { text }));
+    if (code) body.append(" ", el("span", { class: "lb-code", text: code }), " ", detail || "");
+    connBannerEl.replaceChildren(body);
     if (dismissible) {
       const close = el("button", { type: "button", class: "lb-dismiss", "aria-label": "Dismiss", text: "×" });
       close.addEventListener("click", () => { connBannerEl.hidden = true; });
@@ -698,11 +701,12 @@
       if (ws !== socket) return;
       opened = true;
       setConnection("open", "Connected");
-      if (lastDrop) {
-        const why = lastDrop.code === "session-crashed"
-          ? "The app crashed (" + lastDrop.description + ") and was restarted: its state starts afresh."
-          : "Reconnected after " + lastDrop.description + ".";
-        showConnectionBanner(why, "warn", true);
+      if (lastDrop && lastDrop.code === "session-crashed") {
+        showConnectionBanner("The app crashed and was restarted; its state starts afresh.", "warn",
+          true, lastDrop.code, lastDrop.description);
+        lastDrop = null;
+      } else if (lastDrop) {
+        showConnectionBanner("Reconnected after " + lastDrop.description + ".", "warn", true);
         lastDrop = null;
       } else {
         connBannerEl.hidden = true;
@@ -768,8 +772,13 @@
     const delay = Math.round(base * (0.8 + Math.random() * 0.4));
     const seconds = Math.max(1, Math.round(delay / 1000));
     setConnection("closed", "Disconnected");
-    const lead = crashed ? "The session's app crashed: " + lastDrop.description : "Disconnected: " + reason;
-    showConnectionBanner(lead + ". Reconnecting in " + seconds + " s…", crashed ? "error" : "warn");
+    const again = "Reconnecting in " + seconds + " s…";
+    if (crashed) {
+      showConnectionBanner("The session's app crashed. " + again, "error", false, lastDrop.code,
+        lastDrop.description);
+    } else {
+      showConnectionBanner("Disconnected: " + reason + ". " + again, "warn");
+    }
     const retry = el("button", { type: "button", class: "lb-retry", text: "Reconnect now" });
     retry.addEventListener("click", () => {
       clearTimeout(reconnectTimer);
