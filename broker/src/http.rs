@@ -27,6 +27,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/", get(create_session))
         .route("/metrics", get(metrics))
         .route("/ws/{id}", get(ws::upgrade))
+        .route("/_luabroker/session.js", get(session_js))
+        .route("/_luabroker/session.css", get(session_css))
         .route("/{id}", get(session_page))
         .route("/{id}/{*rest}", get(session_subpath))
         .fallback(fallback)
@@ -66,6 +68,27 @@ async fn create_session(State(broker): State<Arc<Broker>>) -> Response {
     }
 }
 
+/// The built-in page's script and stylesheet. `no-cache`: a browser revalidates them, so a
+/// page served by a newer executable never runs an older script.
+async fn session_js() -> Response {
+    asset("text/javascript; charset=utf-8", page::SESSION_JS)
+}
+
+async fn session_css() -> Response {
+    asset("text/css; charset=utf-8", page::SESSION_CSS)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
     let body = broker
         .metrics()
@@ -96,6 +119,16 @@ async fn session_subpath(
         "variables.json" | "variables" if broker.config.debug_pages => {
             debug_variables(&session, rest == "variables.json").await
         }
+        // Off without the flag: a 404 rather than the session page, so that nobody mistakes
+        // the page for the debug view (and a probe cannot tell the views exist).
+        "variables.json" | "variables" => (
+            StatusCode::NOT_FOUND,
+            Html(page::error_page(
+                "Not found",
+                "The debug views are off; start the server with --debug-pages.",
+            )),
+        )
+            .into_response(),
         _ => serve_session_page(&broker, &session, req).await,
     }
 }

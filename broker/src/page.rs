@@ -7,6 +7,13 @@ use serde_json::{json, Value as Json};
 /// The built-in session page: connects to `/ws/<id>` and shows the app as a live object tree.
 pub const SESSION_PAGE: &str = include_str!("page/session.html");
 
+/// The page's script (the protocol client and the tree), served at `/_luabroker/session.js`:
+/// a prefix no 32-hex session id can take.
+pub const SESSION_JS: &str = include_str!("page/session.js");
+
+/// The page's stylesheet, served at `/_luabroker/session.css`.
+pub const SESSION_CSS: &str = include_str!("page/session.css");
+
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -89,16 +96,15 @@ pub fn variables_json(vars: &[DebugVariable]) -> Json {
 }
 
 /// `/<id>/variables`: the same as an HTML tree that refreshes itself.
+///
+/// Ids are per tab (every tab numbers its variables from 2), so children are found by parent,
+/// not by `childIds`: the parent of a tab's variable is shared (the app variable, or one the
+/// app created, ids below 2) or another variable of the same tab.
 pub fn variables_html(session_id: &str, vars: &[DebugVariable]) -> String {
-    use std::collections::HashMap;
-    let by_key: HashMap<(Option<u32>, i64), &DebugVariable> =
-        vars.iter().map(|v| ((v.tab, v.id), v)).collect();
-    fn render(
-        v: &DebugVariable,
-        by_key: &HashMap<(Option<u32>, i64), &DebugVariable>,
-        out: &mut String,
-        depth: usize,
-    ) {
+    fn is_child(parent: &DebugVariable, c: &DebugVariable) -> bool {
+        c.parent_id == Some(parent.id) && (parent.id < 2 || c.tab == parent.tab)
+    }
+    fn render(v: &DebugVariable, vars: &[DebugVariable], out: &mut String, depth: usize) {
         let value = v
             .value
             .as_ref()
@@ -109,29 +115,25 @@ pub fn variables_html(session_id: &str, vars: &[DebugVariable]) -> String {
             .iter()
             .map(|(k, p)| format!("{k}={p}"))
             .collect();
+        let tab = v.tab.map(|t| format!(" tab {t}")).unwrap_or_default();
         out.push_str(&format!(
-            "<li><b>{}</b> <code>{}</code> = <code>{}</code> <small>{} {}</small>{}",
+            "<li><b>{}</b> <code>{}</code> = <code>{}</code> <small>{} {}{}</small>{}",
             v.id,
             escape(&v.path),
             escape(&value),
             escape(&v.access),
             escape(&props.join(" ")),
+            escape(&tab),
             v.error
                 .as_ref()
                 .map(|e| format!(" <span style=\"color:#b00\">{}</span>", escape(e)))
                 .unwrap_or_default()
         ));
-        if depth < 64 && !v.child_ids.is_empty() {
+        let children: Vec<&DebugVariable> = vars.iter().filter(|c| is_child(v, c)).collect();
+        if depth < 64 && !children.is_empty() {
             out.push_str("<ul>");
-            for child in &v.child_ids {
-                let key = if *child < 2 {
-                    (None, *child)
-                } else {
-                    (v.tab, *child)
-                };
-                if let Some(c) = by_key.get(&key).or_else(|| by_key.get(&(None, *child))) {
-                    render(c, by_key, out, depth + 1);
-                }
+            for c in children {
+                render(c, vars, out, depth + 1);
             }
             out.push_str("</ul>");
         }
@@ -139,7 +141,7 @@ pub fn variables_html(session_id: &str, vars: &[DebugVariable]) -> String {
     }
     let mut out = String::from("<ul>");
     for v in vars.iter().filter(|v| v.parent_id.is_none()) {
-        render(v, &by_key, &mut out, 0);
+        render(v, vars, &mut out, 0);
     }
     out.push_str("</ul>");
     shell(

@@ -1,0 +1,318 @@
+//! The built-in session page in a real browser: the real executable serving the default app,
+//! Debian's `chromedriver` driving headless Chromium through WebDriver (fantoccini). It checks
+//! what a person does: open `/`, land on `/<id>`, see the counter, click `increment`, type a
+//! todo and `add` it, and see the page recover when the session's worker crashes. Then, in the
+//! same browser, an app written for the test: deep objects open on demand, a number edit
+//! reaches Lua, and a Lua error becomes a dismissible banner.
+//!
+//! Chromium and chromedriver are required (`.ci/run` installs them: `apt-get install chromium
+//! chromium-driver`); without them the test fails, it never skips. Every wait is a WebDriver
+//! wait for an element with a deadline; nothing sleeps.
+//!
+//! Set `LUABROKER_BROWSER_SCREENSHOT=/tmp/page.png` to keep a screenshot of the page.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::json;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const INSTALL_HINT: &str =
+    "install them with `apt-get install chromium chromium-driver` (as .ci/run does)";
+
+/// A `chromedriver` on a free loopback port. It runs in a process group of its own, with the
+/// Chromium it starts; dropping it kills that group, so a failing test leaves no browser behind.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    fn start() -> ChromeDriver {
+        let exe = find_on_path("chromedriver")
+            .unwrap_or_else(|| panic!("chromedriver is not on PATH; {INSTALL_HINT}"));
+        assert!(
+            Path::new(CHROMIUM).is_file(),
+            "{CHROMIUM} is missing; {INSTALL_HINT}"
+        );
+        // A port the OS just handed out; chromedriver binds it right away.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = Command::new(&exe)
+            .arg(format!("--port={port}"))
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            // Keeps reading until chromedriver exits, so its output never blocks it.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("started successfully") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(DEADLINE).is_err() {
+            let _ = child.kill();
+            panic!("chromedriver did not report that it started");
+        }
+        ChromeDriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// A fresh headless Chromium with its own profile directory.
+    async fn browser(&self, profile: &Path) -> Client {
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1100,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            },
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot start Chromium through chromedriver: {e}"))
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The group's id is chromedriver's pid (process_group(0)); only what it started is in it.
+        let _ = nix::sys::signal::killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Waits (with the harness deadline) for an element matching `css`.
+async fn wait_for(page: &Client, css: &str) -> Element {
+    match page
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css(css))
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            let text = match page.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!("no element {css} within {DEADLINE:?} ({e}); the page shows:\n{text}")
+        }
+    }
+}
+
+/// Deep nesting (opened lazily), a number, a computed value and a method that fails.
+const BOX_APP: &str = r#"
+local Box = { type = "Box" }
+Box.__index = Box
+function Box:double() return self.n * 2 end
+function Box:jam() error("the box is jammed") end
+local app = setmetatable({
+  n = 21,
+  deep = { inner = { more = { leaf = "deep leaf" } } },
+}, Box)
+session:createAppVariable(app, { computed = "double" })
+"#;
+
+/// The field of variable 1 at `path` showing exactly `text`.
+fn field(path: &str, text: &str) -> String {
+    format!("[data-path=\"{path}\"][data-text=\"{text}\"]")
+}
+
+#[tokio::test]
+async fn the_page_shows_the_default_app_and_drives_it() {
+    let broker = Broker::start(&[]);
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let page = driver.browser(profile.path()).await;
+
+    // `/` creates a session and redirects to its page.
+    page.goto(&broker.url("/")).await.unwrap();
+    let url = page.current_url().await.unwrap();
+    let id = url.path().trim_start_matches('/').to_string();
+    assert!(is_session_id(&id), "landed on {url}, not /<session id>");
+
+    // Variable 1's fields arrive: the counter at 0, the app's type, its methods as buttons.
+    wait_for(&page, &field("count", "0")).await;
+    wait_for(&page, "[data-path=\"\"] .lb-type").await;
+    let increment = wait_for(&page, "button[data-call=\"increment\"]").await;
+    assert_eq!(increment.text().await.unwrap(), "increment()");
+
+    // A click calls the method; the new value is pushed back.
+    increment.click().await.unwrap();
+    wait_for(&page, &field("count", "1")).await;
+    increment.click().await.unwrap();
+    wait_for(&page, &field("count", "2")).await;
+
+    // An edited field reaches Lua: type a todo, `add` it, see it in the list and the
+    // computed `remaining()` go up; `add` empties `newTodo`.
+    let remaining_before: i64 = wait_for(&page, "[data-path=\"remaining()\"]")
+        .await
+        .attr("data-text")
+        .await
+        .unwrap()
+        .expect("remaining() shows a value")
+        .parse()
+        .expect("remaining() is a number");
+    let input = wait_for(&page, "input[data-value-of=\"newTodo\"]").await;
+    input.send_keys("Buy milk").await.unwrap();
+    wait_for(&page, "button[data-call=\"add\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let added = wait_for(&page, "[data-path^=\"todos.\"][data-text=\"Buy milk\"]").await;
+    let path = added.attr("data-path").await.unwrap().unwrap();
+    assert!(path.ends_with(".text"), "the todo's text field: {path}");
+    wait_for(&page, &field("newTodo", "")).await;
+    wait_for(
+        &page,
+        &field("remaining()", &(remaining_before + 1).to_string()),
+    )
+    .await;
+    // Its `done` checkbox writes through too: ticking it brings `remaining()` back down.
+    let todo = path.trim_end_matches(".text");
+    wait_for(&page, &format!("input[data-value-of=\"{todo}.done\"]"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(&page, &field(&format!("{todo}.done"), "true")).await;
+    wait_for(&page, &field("remaining()", &remaining_before.to_string())).await;
+
+    // No error banner came up along the way.
+    let errors = page.find_all(Locator::Css("#lb-errors > *")).await.unwrap();
+    assert!(errors.is_empty(), "error banners: {}", errors.len());
+
+    if let Ok(shot) = std::env::var("LUABROKER_BROWSER_SCREENSHOT") {
+        std::fs::write(&shot, page.screenshot().await.unwrap()).unwrap();
+    }
+
+    // The worker crashes: the page says so, reconnects (a fresh worker runs main.lua again)
+    // and shows the new app from scratch.
+    let workers = broker.workers();
+    assert_eq!(workers.len(), 1, "one session worker: {workers:?}");
+    kill(Pid::from_raw(workers[0]), Signal::SIGKILL).unwrap();
+    let banner = wait_for(&page, "#lb-connection-banner:not([hidden])").await;
+    let text = banner.text().await.unwrap();
+    assert!(text.contains("crashed"), "the banner says why: {text:?}");
+    // The new tree replaces the old one (count was 2) once the page has reconnected.
+    wait_for(&page, &field("count", "0")).await;
+    wait_for(&page, "#lb-connection[data-state=\"open\"]").await;
+    let text = banner.text().await.unwrap();
+    assert!(
+        text.contains("crashed") && text.contains("restarted"),
+        "after reconnecting the banner says the app restarted: {text:?}"
+    );
+    if let Ok(shot) = std::env::var("LUABROKER_BROWSER_SCREENSHOT") {
+        std::fs::write(
+            shot.replace(".png", "-crash.png"),
+            page.screenshot().await.unwrap(),
+        )
+        .unwrap();
+    }
+    let again = wait_for(&page, "button[data-call=\"increment\"]").await;
+    again.click().await.unwrap();
+    wait_for(&page, &field("count", "1")).await;
+
+    // The same browser on a second server, with an app made for the test.
+    let boxes = Broker::with_app(&[("main.lua", BOX_APP)], &[]);
+    page.goto(&boxes.url("/")).await.unwrap();
+    wait_for(&page, &field("double()", "42")).await;
+
+    // Objects three levels down start closed and are fetched only when opened.
+    let more = wait_for(
+        &page,
+        "[data-path=\"deep.inner.more\"][data-shape=\"object\"]",
+    )
+    .await;
+    let toggle = more.find(Locator::Css(".lb-toggle")).await.unwrap();
+    assert_eq!(
+        toggle.attr("aria-expanded").await.unwrap().as_deref(),
+        Some("false")
+    );
+    assert!(
+        page.find_all(Locator::Css("[data-path=\"deep.inner.more.leaf\"]"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a closed object's fields are not bound"
+    );
+    toggle.click().await.unwrap();
+    wait_for(&page, &field("deep.inner.more.leaf", "deep leaf")).await;
+
+    // A number typed into a field reaches Lua: the computed value follows.
+    let n = wait_for(&page, "input[data-value-of=\"n\"]").await;
+    n.clear().await.unwrap();
+    n.send_keys("50\u{E007}").await.unwrap(); // U+E007: WebDriver's Enter key
+    wait_for(&page, &field("n", "50")).await;
+    wait_for(&page, &field("double()", "100")).await;
+
+    // A Lua error in a method: a banner with the code and Lua's message, which can be dismissed.
+    wait_for(&page, "button[data-call=\"jam\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let banner = wait_for(&page, "#lb-errors [data-code=\"lua-error\"]").await;
+    let text = banner.text().await.unwrap();
+    assert!(text.contains("the box is jammed"), "banner: {text:?}");
+    if let Ok(shot) = std::env::var("LUABROKER_BROWSER_SCREENSHOT") {
+        std::fs::write(
+            shot.replace(".png", "-error.png"),
+            page.screenshot().await.unwrap(),
+        )
+        .unwrap();
+    }
+    banner
+        .find(Locator::Css(".lb-dismiss"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&page, "#lb-errors:empty").await;
+    // The session carries on after the error.
+    wait_for(&page, &field("double()", "100")).await;
+
+    page.close().await.unwrap();
+}
