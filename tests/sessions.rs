@@ -346,3 +346,81 @@ fn assert_refused(socket: &str, bytes: &[u8]) {
     let n = s.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0, "the broker answered a forged client");
 }
+
+fn parent_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn workers_are_forked_from_the_zygote_and_draw_their_own_random_numbers() {
+    let app = "session:createAppVariable({ r = math.random(1, 1 << 40) })\n";
+    let broker = Broker::with_app(&[("main.lua", app)], &["--debug-pages"]);
+    let a = broker.create_session().await;
+    let b = broker.create_session().await;
+    for pid in broker.workers() {
+        let zygote = parent_of(pid);
+        assert_eq!(comm(zygote).as_deref(), Some("lb-zygote"));
+        assert_eq!(parent_of(zygote), broker.pid);
+    }
+    let mut draws = HashSet::new();
+    for id in [&a, &b] {
+        let mut ws = connect(&broker, id).await;
+        send(
+            &mut ws,
+            serde_json::json!(msg(
+                "create",
+                serde_json::json!(
+            {"id": 2, "parentId": 1, "properties": {"path": "r"}})
+            )),
+        )
+        .await;
+        let m = recv_until(&mut ws, |m| m["data"]["varId"] == 2).await;
+        draws.insert(m["data"]["value"].clone());
+    }
+    assert_eq!(draws.len(), 2, "forked workers share no random state");
+}
+
+#[tokio::test]
+async fn without_the_zygote_workers_are_the_brokers_children() {
+    let broker = Broker::with_app(&[("main.lua", COUNTER_APP)], &["--no-zygote"]);
+    broker.create_session().await;
+    let pid = broker.workers()[0];
+    assert_eq!(parent_of(pid), broker.pid);
+    assert!(broker
+        .children()
+        .iter()
+        .all(|p| comm(*p).as_deref() != Some("lb-zygote")));
+}
+
+/// The zygote dies: the workers it forked die with it (their tabs are told), the broker reaps
+/// them, and new sessions are started by exec.
+#[tokio::test]
+async fn a_dead_zygote_takes_its_workers_and_the_broker_carries_on_by_exec() {
+    let broker = Broker::with_app(&[("main.lua", COUNTER_APP)], &[]);
+    let id = broker.create_session().await;
+    let mut ws = connect(&broker, &id).await;
+    send(
+        &mut ws,
+        serde_json::json!(msg("get", serde_json::json!({"varIds": [1]}))),
+    )
+    .await;
+    recv_until(&mut ws, |m| m["type"] == "get").await;
+    let worker = broker.workers()[0];
+    let zygote = parent_of(worker);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(zygote), Signal::SIGKILL).unwrap();
+
+    let crash = recv_until(&mut ws, |m| m["type"] == "error").await;
+    assert_eq!(crash["data"]["code"], "session-crashed");
+    wait_until("the orphaned worker to be reaped", || {
+        proc_state(worker).is_none()
+    });
+    broker.wait_log("the zygote is gone");
+
+    broker.create_session().await;
+    let fresh = broker.workers();
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(parent_of(fresh[0]), broker.pid, "exec'd by the broker now");
+    assert!(descendants(broker.pid).iter().all(|p| !is_zombie(*p)));
+}

@@ -184,6 +184,10 @@ impl Broker {
             .iter()
             .map(|w| stop_worker(w, self.config.shutdown_grace));
         futures_util::future::join_all(stops).await;
+        self.server
+            .reaper()
+            .stop_zygote(self.config.shutdown_grace)
+            .await;
     }
 }
 

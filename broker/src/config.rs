@@ -78,6 +78,10 @@ pub struct Config {
     #[arg(long, env = "LUABROKER_HOTLOAD")]
     pub hotload: bool,
 
+    /// Start every worker by exec instead of forking it from the zygote process.
+    #[arg(long, env = "LUABROKER_NO_ZYGOTE")]
+    pub no_zygote: bool,
+
     /// Workers started ahead of demand (connected, no VM yet), so `GET /` need not wait for
     /// an exec; 0 = start each worker on demand.
     #[arg(long, env = "LUABROKER_SPARE_WORKERS", default_value_t = 4)]

@@ -33,8 +33,10 @@ use crate::reaper::Reaper;
 fn main() -> ExitCode {
     // Worker mode is decided before any flag parsing: a worker inherits the broker's
     // LUABROKER_* environment and must not interpret it.
-    if std::env::args_os().nth(1).as_deref() == Some(spawner::WORKER_ARG.as_ref()) {
-        return worker::process::run();
+    match std::env::args_os().nth(1) {
+        Some(a) if a == spawner::WORKER_ARG => return worker::process::run(),
+        Some(a) if a == worker::zygote::ZYGOTE_ARG => return worker::zygote::run(),
+        _ => {}
     }
     let config = Config::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -77,6 +79,11 @@ async fn run(config: Config) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let broker = Broker::new(config, app.path().to_path_buf(), reaper)?;
 
+    if !broker.config.no_zygote {
+        if let Err(e) = broker.server.start_zygote().await {
+            tracing::error!("cannot start the zygote ({e}); workers will be exec'd");
+        }
+    }
     broker.server.refill_spares();
     if broker.config.hotload {
         if app.is_builtin() {

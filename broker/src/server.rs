@@ -75,7 +75,7 @@ pub struct Server {
 impl Server {
     pub fn new(config: Arc<Config>, app_dir: PathBuf, reaper: Reaper) -> std::io::Result<Server> {
         let socket = WorkerSocket::bind()?;
-        let spawner = Spawner::start(socket.path().to_path_buf())?;
+        let spawner = Spawner::start(socket.path().to_path_buf(), reaper.clone())?;
         Ok(Server {
             config,
             app_dir,
@@ -87,6 +87,11 @@ impl Server {
             spares_coming: AtomicUsize::new(0),
             refills: TaskTracker::new(),
         })
+    }
+
+    /// Switches worker starts to forking from a zygote (see `spawner`).
+    pub async fn start_zygote(&self) -> std::io::Result<()> {
+        self.spawner.start_zygote().await
     }
 
     /// Removes the worker socket and its directory. Called at exit.
@@ -114,6 +119,10 @@ impl Server {
             },
         );
         futures_util::future::join_all(stops).await;
+    }
+
+    pub fn reaper(&self) -> &Reaper {
+        &self.reaper
     }
 
     /// Every live worker that serves a session.

@@ -17,6 +17,7 @@ pub mod sandbox;
 pub mod session;
 pub mod tracker;
 pub mod viewdefs;
+pub mod zygote;
 
 pub use backend::LuaBackend;
 pub use session::LuaSession;

@@ -51,9 +51,15 @@ pub fn run() -> ExitCode {
             return ExitCode::from(exit::SETUP);
         }
     };
+    ExitCode::from(run_with(socket, token, parent))
+}
+
+/// A worker's life once it knows its socket, token and parent (the broker, or the zygote it
+/// was forked from).
+pub fn run_with(socket: String, token: [u8; TOKEN_LEN], parent: i32) -> u8 {
     if let Err(e) = die_with_parent(parent) {
         tracing::error!("{e}");
-        return ExitCode::from(exit::SETUP);
+        return exit::SETUP;
     }
     let _ = nix::sys::prctl::set_name(c"lb-spare");
     default_fault_signals();
@@ -64,13 +70,13 @@ pub fn run() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot build runtime: {e}");
-            return ExitCode::from(exit::SETUP);
+            return exit::SETUP;
         }
     };
-    ExitCode::from(rt.block_on(serve(socket, token)))
+    rt.block_on(serve(socket, token))
 }
 
-fn init_logging() {
+pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -83,23 +89,27 @@ fn init_logging() {
 fn read_env() -> Result<(String, [u8; TOKEN_LEN], i32), String> {
     let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
     let socket = var(ENV_SOCKET)?;
-    let hex = var(ENV_TOKEN)?;
-    let mut token = [0u8; TOKEN_LEN];
-    if hex.len() != TOKEN_LEN * 2 {
-        return Err(format!("{ENV_TOKEN} must be {} hex digits", TOKEN_LEN * 2));
-    }
-    for (i, byte) in token.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .map_err(|_| format!("{ENV_TOKEN} is not hex"))?;
-    }
+    let token = parse_token(&var(ENV_TOKEN)?).ok_or(format!("{ENV_TOKEN} is not a token"))?;
     let parent = var(ENV_PARENT)?
         .parse()
         .map_err(|_| format!("{ENV_PARENT} is not a pid"))?;
     Ok((socket, token, parent))
 }
 
+/// A token written as hex (how the broker hands it over).
+pub(crate) fn parse_token(hex: &str) -> Option<[u8; TOKEN_LEN]> {
+    let mut token = [0u8; TOKEN_LEN];
+    if hex.len() != TOKEN_LEN * 2 {
+        return None;
+    }
+    for (i, byte) in token.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(token)
+}
+
 /// Arms the parent-death signal, then checks the broker did not die before it was armed.
-fn die_with_parent(parent: i32) -> Result<(), String> {
+pub(crate) fn die_with_parent(parent: i32) -> Result<(), String> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| format!("cannot arm parent-death signal: {e}"))?;
     if nix::unistd::getppid().as_raw() != parent {

@@ -55,6 +55,19 @@ pub fn new_vm() -> mlua::Result<Lua> {
         Ok(())
     })?;
     globals.raw_set("print", print)?;
+
+    // Lua seeds math.random from the clock and addresses, which forked workers share: without
+    // this, sessions started in the same second would draw the same "random" numbers.
+    let mut seed = [0u8; 16];
+    if getrandom::fill(&mut seed).is_ok() {
+        let math: Table = globals.get("math")?;
+        let randomseed: Function = math.get("randomseed")?;
+        let (a, b) = seed.split_at(8);
+        randomseed.call::<()>((
+            i64::from_le_bytes(a.try_into().unwrap_or_default()),
+            i64::from_le_bytes(b.try_into().unwrap_or_default()),
+        ))?;
+    }
     Ok(lua)
 }
 
@@ -104,6 +117,12 @@ mod tests {
              and math.max(1, 2) == 2 and table.concat({'a','b'}) == 'ab' and utf8.char(72) == 'H' \
              and coroutine.wrap(function() coroutine.yield(5) end)() == 5"
         ));
+    }
+
+    #[test]
+    fn every_vm_draws_its_own_random_numbers() {
+        let draw = |lua: &Lua| eval::<i64>(lua, "return math.random(1, 1 << 40)");
+        assert_ne!(draw(&new_vm().unwrap()), draw(&new_vm().unwrap()));
     }
 
     #[test]
