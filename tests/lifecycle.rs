@@ -31,12 +31,6 @@ async fn round_trip(ws: &mut Ws) {
     assert_eq!(reply["data"]["variables"][0]["id"], 1);
 }
 
-async fn get_status(broker: &Broker, path: &str) -> (u16, String) {
-    let resp = client().get(broker.url(path)).send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap())
-}
-
 async fn assert_crash_reported(broker: &Broker, signal: Signal, expect: &str) {
     let id = broker.create_session().await;
     let mut ws = connect(broker, &id).await;
@@ -99,7 +93,7 @@ async fn a_runaway_main_lua_is_stopped_by_the_time_limit() {
         &[("main.lua", "while true do end\n")],
         &["--lua-time-limit", "200ms"],
     );
-    let (status, body) = get_status(&broker, "/").await;
+    let (status, body) = broker.get("/").await;
     assert_eq!(status, 500);
     assert!(body.contains("Lua time limit"), "{body}");
     wait_until("the worker to be reaped", || broker.workers().is_empty());
@@ -114,7 +108,7 @@ async fn lua_allocating_without_bound_hits_the_memory_limit_not_the_oom_killer()
         )],
         &["--lua-memory-limit", "32MiB"],
     );
-    let (status, body) = get_status(&broker, "/").await;
+    let (status, body) = broker.get("/").await;
     assert_eq!(status, 500);
     assert!(body.contains("memory"), "{body}");
 }
@@ -174,7 +168,7 @@ async fn a_crashed_session_restarts_on_reconnect_and_closes_after_too_many_crash
     wait_until("the session to be closed for good", || {
         broker.log().contains("crashed 3 times within a minute")
     });
-    let (status, body) = get_status(&broker, &format!("/{id}")).await;
+    let (status, body) = broker.get(&format!("/{id}")).await;
     assert_eq!(status, 404);
     assert!(body.contains("crashed 3 times within a minute"), "{body}");
 }
@@ -186,7 +180,7 @@ async fn a_page_reload_of_a_crashed_session_starts_a_fresh_worker() {
     let pid = only_worker(&broker);
     sig(pid, Signal::SIGKILL);
     broker.wait_log("session worker crashed");
-    let (status, _) = get_status(&broker, &format!("/{id}")).await;
+    let (status, _) = broker.get(&format!("/{id}")).await;
     assert_eq!(status, 200);
     let fresh = only_worker(&broker);
     assert_ne!(fresh, pid);
@@ -272,7 +266,7 @@ async fn the_session_cap_answers_503_without_starting_a_worker() {
         2,
         "no worker was started for the refused session"
     );
-    let metrics = get_status(&broker, "/metrics").await.1;
+    let metrics = broker.get("/metrics").await.1;
     assert!(
         metrics.contains("luabroker_sessions_refused_total 1"),
         "{metrics}"
@@ -303,7 +297,7 @@ async fn a_session_never_connected_is_culled_after_the_adoption_window() {
     wait_until("the culled worker to be reaped", || {
         proc_state(pid).is_none()
     });
-    assert_eq!(get_status(&broker, &format!("/{id}")).await.0, 404);
+    assert_eq!(broker.get(&format!("/{id}")).await.0, 404);
 }
 
 #[tokio::test]
@@ -318,7 +312,7 @@ async fn a_session_without_tabs_for_the_idle_timeout_is_destroyed() {
     drop(ws);
     broker.wait_log("no tab connected for 300ms");
     wait_until("the idle worker to be reaped", || proc_state(pid).is_none());
-    let (status, body) = get_status(&broker, &format!("/{id}")).await;
+    let (status, body) = broker.get(&format!("/{id}")).await;
     assert_eq!(status, 404);
     assert!(body.contains("no tab connected for 300ms"), "{body}");
 }

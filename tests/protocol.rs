@@ -148,20 +148,6 @@ fn destroys(msgs: &[Json]) -> Vec<i64> {
         .collect()
 }
 
-async fn debug_json(broker: &Broker, id: &str) -> Vec<Json> {
-    let resp = client()
-        .get(broker.url(&format!("/{id}/variables.json")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    serde_json::from_str::<Json>(&resp.text().await.unwrap())
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// A GET written by hand, so that `..` reaches the server as typed (HTTP clients normalise it).
 async fn raw_get(addr: &str, target: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -633,7 +619,7 @@ async fn two_tabs_of_one_session_keep_their_variables_apart() {
     assert_eq!(value_of(&msgs, 3), 4);
 
     // A disconnects: its variables go, B's stay and keep updating.
-    let vars = debug_json(&broker, &id).await;
+    let vars = broker.variables(&id).await;
     let tab_of = |path: &str| {
         vars.iter()
             .find(|v| v["path"] == path)
@@ -645,7 +631,7 @@ async fn two_tabs_of_one_session_keep_their_variables_apart() {
     drop(a);
     let start = std::time::Instant::now();
     loop {
-        let vars = debug_json(&broker, &id).await;
+        let vars = broker.variables(&id).await;
         let foreign: Vec<&Json> = vars
             .iter()
             .filter(|v| !v["tab"].is_null() && v["tab"] != tab_b)
@@ -792,7 +778,7 @@ async fn static_dir_serves_the_frontend_and_nothing_outside_it() {
 async fn debug_pages_list_variables_only_when_enabled() {
     let (broker, id, mut ws) = start(&["--debug-pages"]).await;
     exchange(&mut ws, user(vec![path(2, 1, "child"), path(3, 2, "name")])).await;
-    let vars = debug_json(&broker, &id).await;
+    let vars = broker.variables(&id).await;
     let by_id = |want: i64| {
         vars.iter()
             .find(|v| v["id"] == want)

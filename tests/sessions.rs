@@ -19,23 +19,9 @@ loads = (loads or 0) + 1
 session:createAppVariable({ count = loads, sid = session._sessionID })
 "#;
 
-async fn variables(broker: &Broker, id: &str) -> Vec<Json> {
-    let resp = client()
-        .get(broker.url(&format!("/{id}/variables.json")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    serde_json::from_str::<Json>(&resp.text().await.unwrap())
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 /// The value of variable 1 as the debug view reports it.
 async fn app_value(broker: &Broker, id: &str) -> Json {
-    let vars = variables(broker, id).await;
+    let vars = broker.variables(id).await;
     let app = vars
         .iter()
         .find(|v| v["id"] == 1)

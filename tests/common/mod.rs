@@ -118,6 +118,23 @@ impl Broker {
         }
     }
 
+    /// `GET path` → (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let resp = client().get(self.url(path)).send().await.expect("GET");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    }
+
+    /// Every variable of a session, from `/<id>/variables.json` (needs `--debug-pages`).
+    pub async fn variables(&self, id: &str) -> Vec<Json> {
+        let (status, body) = self.get(&format!("/{id}/variables.json")).await;
+        assert_eq!(status, 200, "{body}");
+        match serde_json::from_str::<Json>(&body).expect("variables.json is JSON") {
+            Json::Array(vars) => vars,
+            other => panic!("variables.json is not a list: {other}"),
+        }
+    }
+
     /// `GET /` → the new session's id (asserting the 302 and its Location).
     pub async fn create_session(&self) -> String {
         let resp = client().get(self.url("/")).send().await.expect("GET /");
