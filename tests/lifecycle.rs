@@ -205,7 +205,15 @@ async fn sigterm_closes_tabs_with_1001_stops_workers_and_exits_0() {
     for pid in children {
         assert!(proc_state(pid).is_none(), "child {pid} left behind");
     }
-    assert!(broker.log().contains("stopped"));
+    let log = broker.log();
+    assert!(
+        log.contains("zygote stopped") && log.contains("stopped"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(" ERROR "),
+        "a clean shutdown logs no error:\n{log}"
+    );
 }
 
 #[tokio::test]

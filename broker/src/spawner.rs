@@ -219,7 +219,17 @@ fn read_reports(stdout: std::process::ChildStdout, zygote: &Zygote, reaper: &Rea
             _ => tracing::warn!("zygote said {line:?}"),
         }
     }
-    tracing::error!("the zygote is gone; workers are exec'd from now on");
+    let closed_by_us = zygote
+        .requests
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .is_none();
+    if closed_by_us {
+        tracing::info!("zygote stopped");
+    } else {
+        tracing::error!("the zygote is gone; workers are exec'd from now on");
+    }
     zygote.close();
     reaper.zygote_gone();
 }
