@@ -741,16 +741,7 @@ async fn static_dir_serves_the_frontend_and_nothing_outside_it() {
     let broker = Broker::with_app(&[("main.lua", APP)], &["--static", site.to_str().unwrap()]);
     let id = broker.create_session().await;
 
-    let page = client()
-        .get(broker.url(&format!("/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status().as_u16(), 200);
-    assert_eq!(
-        page.headers()["set-cookie"].to_str().unwrap(),
-        format!("ui-session={id}; Path=/; SameSite=Lax")
-    );
+    let page = broker.session_page(&id).await;
     assert_eq!(page.text().await.unwrap(), "<p>custom frontend</p>");
 
     let js = client().get(broker.url("/app.js")).send().await.unwrap();

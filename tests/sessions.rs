@@ -48,27 +48,13 @@ async fn get_root_starts_a_worker_whose_main_lua_created_variable_1() {
     );
 
     // The session page answers with the cookie ui-engine's frontend reads.
-    let page = client()
-        .get(broker.url(&format!("/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status().as_u16(), 200);
-    assert_eq!(
-        page.headers()["set-cookie"].to_str().unwrap(),
-        format!("ui-session={id}; Path=/; SameSite=Lax")
-    );
+    let page = broker.session_page(&id).await;
     assert!(page.headers()["content-type"]
         .to_str()
         .unwrap()
         .starts_with("text/html"));
     // Sub-paths of a session serve the same page.
-    let sub = client()
-        .get(broker.url(&format!("/{id}/some/view")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(sub.status().as_u16(), 200);
+    assert_eq!(broker.get(&format!("/{id}/some/view")).await.0, 200);
 }
 
 #[tokio::test]
@@ -266,12 +252,7 @@ async fn unknown_session_is_a_404_page_linking_home() {
 async fn the_default_app_serves_without_any_flags() {
     let broker = Broker::start(&[]);
     let id = broker.create_session().await;
-    let page = client()
-        .get(broker.url(&format!("/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status().as_u16(), 200);
+    broker.session_page(&id).await;
 }
 
 /// Someone on the machine connects to the worker socket: wrong token, garbage bytes, an

@@ -125,6 +125,22 @@ impl Broker {
         (status, resp.text().await.expect("body"))
     }
 
+    /// `GET /<id>` of a live session: asserts the 200 and the `ui-session` cookie ui-engine's
+    /// frontend reads, and returns the response for further checks.
+    pub async fn session_page(&self, id: &str) -> reqwest::Response {
+        let page = client()
+            .get(self.url(&format!("/{id}")))
+            .send()
+            .await
+            .expect("GET /<id>");
+        assert_eq!(page.status().as_u16(), 200);
+        assert_eq!(
+            page.headers()["set-cookie"].to_str().unwrap(),
+            format!("ui-session={id}; Path=/; SameSite=Lax")
+        );
+        page
+    }
+
     /// Every variable of a session, from `/<id>/variables.json` (needs `--debug-pages`).
     pub async fn variables(&self, id: &str) -> Vec<Json> {
         let (status, body) = self.get(&format!("/{id}/variables.json")).await;
