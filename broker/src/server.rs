@@ -227,28 +227,40 @@ impl Server {
         on_end: impl FnOnce(Arc<Session>, Arc<WorkerHandle>, Ending) + Send + 'static,
     ) -> Result<(), StartError> {
         let started = Instant::now();
-        let spare = match self.take_spare() {
-            Some(spare) => spare,
-            None => self.launch().await?,
+        // A spare may have died while it waited (its zygote died, say) before anyone noticed;
+        // that is no fault of this session, so one such failure is retried on a fresh worker.
+        let mut from_pool = true;
+        let (pid, link, exit) = loop {
+            let spare = match if from_pool { self.take_spare() } else { None } {
+                Some(spare) => spare,
+                None => {
+                    from_pool = false;
+                    self.launch().await?
+                }
+            };
+            self.refill_spares();
+            let Spare {
+                pid,
+                mut link,
+                mut exit,
+            } = spare;
+            match self.start_session(session, &mut link).await {
+                Ok(()) => break (pid, link, exit),
+                Err(e) => {
+                    // Whatever went wrong, leave no process behind, and reap it first.
+                    drop(link);
+                    self.reaper.kill(pid, Signal::SIGKILL);
+                    let how = (&mut exit).await.map(|e| e.to_string()).unwrap_or_default();
+                    tracing::warn!(session = %session.id, vended = session.vended_id, pid,
+                        "session start failed ({how}): {e}");
+                    match e {
+                        StartError::DiedInMain(_) if from_pool => from_pool = false,
+                        StartError::DiedInMain(_) => return Err(StartError::DiedInMain(how)),
+                        e => return Err(e),
+                    }
+                }
+            }
         };
-        self.refill_spares();
-        let Spare {
-            pid,
-            mut link,
-            mut exit,
-        } = spare;
-        if let Err(e) = self.start_session(session, &mut link).await {
-            // Whatever went wrong, leave no process behind, and reap it before answering.
-            drop(link);
-            self.reaper.kill(pid, Signal::SIGKILL);
-            let how = (&mut exit).await.map(|e| e.to_string()).unwrap_or_default();
-            tracing::warn!(session = %session.id, vended = session.vended_id, pid,
-                "session start failed ({how}): {e}");
-            return Err(match e {
-                StartError::DiedInMain(_) => StartError::DiedInMain(how),
-                e => e,
-            });
-        }
         let server = self.clone();
         let owner = session.clone();
         let handle = WorkerHandle::start(
