@@ -27,8 +27,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/", get(create_session))
         .route("/metrics", get(metrics))
         .route("/ws/{id}", get(ws::upgrade))
-        .route("/_luabroker/session.js", get(session_js))
-        .route("/_luabroker/session.css", get(session_css))
+        .route("/_luabroker/{file}", get(page_asset))
         .route("/{id}", get(session_page))
         .route("/{id}/{*rest}", get(session_subpath))
         .fallback(fallback)
@@ -68,17 +67,16 @@ async fn create_session(State(broker): State<Arc<Broker>>) -> Response {
     }
 }
 
-/// The built-in page's script and stylesheet. `no-cache`: a browser revalidates them, so a
+/// The built-in page's modules and stylesheet. `no-cache`: a browser revalidates them, so a
 /// page served by a newer executable never runs an older script.
-async fn session_js() -> Response {
-    asset("text/javascript; charset=utf-8", page::SESSION_JS)
-}
-
-async fn session_css() -> Response {
-    asset("text/css; charset=utf-8", page::SESSION_CSS)
-}
-
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+async fn page_asset(
+    State(broker): State<Arc<Broker>>,
+    Path(file): Path<String>,
+    req: Request,
+) -> Response {
+    let Some((content_type, body)) = page::asset(&file) else {
+        return fallback(State(broker), req).await;
+    };
     (
         [
             (header::CONTENT_TYPE, content_type),

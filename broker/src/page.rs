@@ -7,12 +7,28 @@ use serde_json::{json, Value as Json};
 /// The built-in session page: connects to `/ws/<id>` and shows the app as a live object tree.
 pub const SESSION_PAGE: &str = include_str!("page/session.html");
 
-/// The page's script (the protocol client and the tree), served at `/_luabroker/session.js`:
-/// a prefix no 32-hex session id can take.
-pub const SESSION_JS: &str = include_str!("page/session.js");
+/// The page's script and style, served at `/_luabroker/<name>` (a prefix no 32-hex session id
+/// can take): hand-written ES modules with `// @ts-check`, embedded as they are (no build step).
+/// `session.js` is the entry module; it imports the rest by relative URL.
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("session.js", JS, include_str!("page/session.js")),
+    ("client.js", JS, include_str!("page/client.js")),
+    ("status.js", JS, include_str!("page/status.js")),
+    ("tree.js", JS, include_str!("page/tree.js")),
+    ("dom.js", JS, include_str!("page/dom.js")),
+    ("session.css", CSS, include_str!("page/session.css")),
+];
 
-/// The page's stylesheet, served at `/_luabroker/session.css`.
-pub const SESSION_CSS: &str = include_str!("page/session.css");
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// The asset called `name`: its content type and text; `None` for any other name.
+pub fn asset(name: &str) -> Option<(&'static str, &'static str)> {
+    ASSETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, content_type, body)| (*content_type, *body))
+}
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -151,4 +167,25 @@ pub fn variables_html(session_id: &str, vars: &[DebugVariable]) -> String {
             escape(session_id)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every module a page module imports (`from "./x.js"`) is served: a module added to
+    /// `page/` but not to `ASSETS` would break the page only in a browser.
+    #[test]
+    fn every_imported_module_is_served() {
+        for (name, _, body) in ASSETS {
+            for part in body.split("from \"./").skip(1) {
+                let imported = &part[..part.find('"').expect("a closing quote")];
+                assert!(
+                    asset(imported).is_some(),
+                    "{name} imports {imported}, which is not served"
+                );
+            }
+        }
+        assert!(asset("../page.rs").is_none() && asset("nope.js").is_none());
+    }
 }
