@@ -213,19 +213,11 @@ impl LuaBackend {
         }
         let parent = parent_id.map(|p| VarKey::scoped(tab, p));
         let key = VarKey::scoped(tab, id);
-        if self.tracker.exists(key) {
-            return Err(Failure::bad_request(format!(
-                "variable {id} already exists"
-            )));
-        }
-        if let Some(p) = parent {
-            if !self.tracker.exists(p) {
-                return Err(Failure::not_found(format!("no variable {}", p.id)));
-            }
-        }
         let mut properties = properties;
         let own = if let Some(type_name) = create_type(&properties)? {
-            // `create=Type`: the variable holds a new instance, whatever its path says.
+            // `create=Type`: the variable holds a new instance, whatever its path says. The
+            // constructor is app code: a create the tracker would refuse must not run it.
+            self.tracker.check_new(key, parent)?;
             let v = value.unwrap_or(Value::Null);
             let arg = tracker::to_lua(&self.lua, self.tracker.objects(), &v)?;
             let obj = self.tracker.instantiate("create", &type_name, arg)?;

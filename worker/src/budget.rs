@@ -1,6 +1,8 @@
 //! Per-turn limits on Lua: a wall-clock deadline checked by an instruction-count hook, and the
-//! allocator ceiling. A "turn" is one unit of work the worker hands to Lua: running `main.lua`,
-//! handling one tab frame, or one timer callback (DESIGN.md 7).
+//! allocator ceiling. A "turn" is one unit of work the worker hands to Lua together with the
+//! change detection that follows it: running `main.lua`, one tab frame, one closed tab, one
+//! timer callback, one hot-reloaded file. [`TurnBudget::turn`] is the only way to run one, and
+//! [`crate::session::LuaSession`] is the only caller in a worker (ARCHITECTURE.md, "Limits").
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -25,6 +27,8 @@ pub struct TurnBudget {
     deadline: Rc<Cell<Option<Instant>>>,
     /// The OS CPU limit behind the hook; only in a real worker process (see `os_limits`).
     backstop: Rc<RefCell<Option<CpuBackstop>>>,
+    /// Turns begun so far.
+    turns: Rc<Cell<u64>>,
 }
 
 impl TurnBudget {
@@ -38,6 +42,7 @@ impl TurnBudget {
             per_turn: (turn_time_ms > 0).then(|| Duration::from_millis(turn_time_ms)),
             deadline: Rc::new(Cell::new(None)),
             backstop: Rc::default(),
+            turns: Rc::default(),
         };
         if let Some(per_turn) = budget.per_turn {
             let deadline = budget.deadline.clone();
@@ -99,18 +104,30 @@ impl TurnBudget {
         }
     }
 
-    /// Starts a new turn: the clock starts from now.
-    pub fn begin_turn(&self) {
+    /// Runs `work` as one turn: the clock starts now and stops when `work` returns (or
+    /// unwinds), so Lua run outside a turn (finalizers at exit) is not timed. Turns do not nest:
+    /// `work` must not start another.
+    pub fn turn<R>(&self, work: impl FnOnce() -> R) -> R {
+        /// Ends the turn even if `work` panics.
+        struct EndTurn<'a>(&'a Cell<Option<Instant>>);
+        impl Drop for EndTurn<'_> {
+            fn drop(&mut self) {
+                self.0.set(None);
+            }
+        }
         if let Some(backstop) = self.backstop.borrow_mut().as_mut() {
             backstop.arm();
         }
+        self.turns.set(self.turns.get() + 1);
         self.deadline
             .set(self.per_turn.map(|per_turn| Instant::now() + per_turn));
+        let _end = EndTurn(&self.deadline);
+        work()
     }
 
-    /// Ends the turn: Lua run outside a turn (finalizers at exit) is not timed.
-    pub fn end_turn(&self) {
-        self.deadline.set(None);
+    /// How many turns have begun (for tests and diagnostics).
+    pub fn turns(&self) -> u64 {
+        self.turns.get()
     }
 }
 
@@ -142,27 +159,32 @@ mod tests {
     fn runaway_loop_is_stopped_with_a_limit_error() {
         let lua = Lua::new();
         let budget = TurnBudget::install(&lua, 50, 0).unwrap();
-        budget.begin_turn();
         let started = Instant::now();
-        let err = lua.load("while true do end").exec().unwrap_err();
+        let err = budget
+            .turn(|| lua.load("while true do end").exec())
+            .unwrap_err();
         assert!(is_limit(&err), "{err}");
         assert_eq!(error_code(&err), ErrorCode::Limit);
         assert!(started.elapsed() < Duration::from_secs(2));
         // The next turn gets a fresh budget.
-        budget.begin_turn();
-        lua.load("local x = 0 for i = 1, 1000 do x = x + i end")
-            .exec()
+        budget
+            .turn(|| {
+                lua.load("local x = 0 for i = 1, 1000 do x = x + i end")
+                    .exec()
+            })
             .unwrap();
+        assert_eq!(budget.turns(), 2);
     }
 
     #[test]
     fn pcall_cannot_swallow_the_deadline_forever() {
         let lua = Lua::new();
         let budget = TurnBudget::install(&lua, 50, 0).unwrap();
-        budget.begin_turn();
-        let err = lua
-            .load("while true do pcall(function() while true do end end) end")
-            .exec()
+        let err = budget
+            .turn(|| {
+                lua.load("while true do pcall(function() while true do end end) end")
+                    .exec()
+            })
             .unwrap_err();
         assert!(is_limit(&err), "{err}");
     }
@@ -171,16 +193,16 @@ mod tests {
     fn coroutines_cannot_hide_from_the_deadline() {
         let lua = Lua::new();
         let budget = TurnBudget::install(&lua, 50, 0).unwrap();
-        budget.begin_turn();
-        let err = lua
-            .load("while true do coroutine.resume(coroutine.create(function() while true do end end)) end")
-            .exec()
+        let err = budget
+            .turn(|| lua
+                .load("while true do coroutine.resume(coroutine.create(function() while true do end end)) end")
+                .exec())
             .unwrap_err();
         assert!(is_limit(&err), "{err}");
-        budget.begin_turn();
-        let err = lua
-            .load("coroutine.wrap(function() while true do pcall(function() while true do end end) end end)()")
-            .exec()
+        let err = budget
+            .turn(|| lua
+                .load("coroutine.wrap(function() while true do pcall(function() while true do end end) end end)()")
+                .exec())
             .unwrap_err();
         assert!(is_limit(&err), "{err}");
     }
@@ -189,9 +211,8 @@ mod tests {
     fn protected_calls_still_work_inside_the_budget() {
         let lua = Lua::new();
         let budget = TurnBudget::install(&lua, 5000, 0).unwrap();
-        budget.begin_turn();
-        let ok: bool = lua
-            .load(
+        let ok: bool = budget
+            .turn(|| lua.load(
                 r#"
                 local ok, err = pcall(error, "boom")
                 assert(not ok and err:find("boom"))
@@ -205,7 +226,7 @@ mod tests {
                 return x == 2 and y == 20 and co2() == 5 and co2() == 6
                 "#,
             )
-            .eval()
+            .eval())
             .unwrap();
         assert!(ok);
     }
@@ -214,15 +235,32 @@ mod tests {
     fn allocation_past_the_ceiling_is_a_limit_error() {
         let lua = Lua::new();
         let budget = TurnBudget::install(&lua, 0, 8 * 1024 * 1024).unwrap();
-        budget.begin_turn();
-        let err = lua
-            .load("local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end")
-            .exec()
+        let err = budget
+            .turn(|| {
+                lua.load("local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end")
+                    .exec()
+            })
             .unwrap_err();
         assert!(is_limit(&err), "{err}");
         // The VM is still usable afterwards.
         lua.load("collectgarbage()").exec().unwrap();
         assert_eq!(lua.load("return 1 + 1").eval::<i64>().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_turn_ends_even_when_its_work_panics() {
+        let lua = Lua::new();
+        let budget = TurnBudget::install(&lua, 50, 0).unwrap();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            budget.turn::<()>(|| panic!("boom"))
+        }));
+        assert!(unwound.is_err());
+        // Outside a turn nothing is timed: this loop runs past the 50 ms budget.
+        let started = Instant::now();
+        lua.load("local t = os.clock() while os.clock() - t < 0.1 do end")
+            .exec()
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(50));
     }
 
     #[test]

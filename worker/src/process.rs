@@ -6,7 +6,6 @@
 //! parent-death signal (armed first thing, then `getppid()` re-checked in case the broker died
 //! before it was armed), and EOF on the socket.
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -15,12 +14,11 @@ use interprocess::local_socket::tokio::{prelude::*, Stream};
 use interprocess::local_socket::{GenericFilePath, ToFsName};
 use protocol::browser::ServerMessage;
 use protocol::codec::{CodecError, Encoded, FrameCodec};
-use protocol::ipc::{BrokerToWorker, Hello, TabBatch, TabId, WorkerToBroker};
+use protocol::ipc::{BrokerToWorker, Hello, TabBatch, WorkerToBroker};
 use protocol::limits::TOKEN_LEN;
 use protocol::PROTOCOL_VERSION;
 use tokio_util::codec::Framed;
 
-use crate::backend::{error_batches, merge_batches};
 use crate::session::LuaSession;
 
 pub const ENV_SOCKET: &str = "LUABROKER_WORKER_SOCKET";
@@ -43,7 +41,7 @@ type Link = Framed<Stream, FrameCodec<BrokerToWorker, WorkerToBroker>>;
 
 /// Entry point of worker mode. Never returns to the broker's code: the caller exits with it.
 pub fn run() -> ExitCode {
-    init_logging();
+    crate::logging::init();
     let (socket, token, parent) = match read_env() {
         Ok(v) => v,
         Err(e) => {
@@ -74,16 +72,6 @@ pub fn run_with(socket: String, token: [u8; TOKEN_LEN], parent: i32) -> u8 {
         }
     };
     rt.block_on(serve(socket, token))
-}
-
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 fn read_env() -> Result<(String, [u8; TOKEN_LEN], i32), String> {
@@ -174,7 +162,7 @@ async fn serve(socket: String, token: [u8; TOKEN_LEN]) -> u8 {
     crate::os_limits::apply(start.limits.memory_bytes);
     let mut session = match LuaSession::new(&start) {
         Ok(s) => {
-            s.budget().enable_cpu_backstop();
+            s.enable_cpu_backstop();
             s
         }
         Err(e) => {
@@ -198,18 +186,17 @@ async fn serve(socket: String, token: [u8; TOKEN_LEN]) -> u8 {
     run_loop(&mut session, &mut link).await
 }
 
-/// The session's steady state: one broker message or one due timer callback at a time, each a
-/// Lua turn. Waiting for either keeps timers and tab frames fair: a busy timer chain cannot
-/// starve the broker's messages, since each loop runs at most one callback.
+/// The session's steady state: one broker message or one due timer callback at a time, each
+/// one turn of the session (the session starts and ends it). Waiting for either keeps timers
+/// and tab frames fair: a busy timer chain cannot starve the broker's messages, since each
+/// loop runs at most one callback.
 async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
-    // Connected tabs: a timer callback's error goes to all of them.
-    let mut tabs = BTreeSet::new();
     loop {
         let deadline = session.timers().next_deadline();
         let next = tokio::select! {
             next = link.next() => next,
             () = sleep_until(deadline) => {
-                let reply = run_timer(session, &tabs);
+                let reply = session.run_timer(Instant::now()).and_then(send_batches);
                 if let Some(reply) = reply {
                     if !send(link, reply).await {
                         return exit::OK;
@@ -228,27 +215,17 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
         };
         let reply = match msg {
             BrokerToWorker::Frame { tab, messages, .. } => {
-                session.budget().begin_turn();
-                let batches = session.backend().handle_frame(tab, messages);
-                session.budget().end_turn();
-                send_batches(batches)
+                send_batches(session.handle_frame(tab, messages))
             }
             BrokerToWorker::TabOpened { tab } => {
-                tabs.insert(tab);
-                session.backend().tab_opened(tab);
+                session.tab_opened(tab);
                 None
             }
-            BrokerToWorker::TabClosed { tab } => {
-                tabs.remove(&tab);
-                session.budget().begin_turn();
-                let batches = session.backend().tab_closed(tab);
-                session.budget().end_turn();
-                send_batches(batches)
-            }
+            BrokerToWorker::TabClosed { tab } => send_batches(session.tab_closed(tab)),
             BrokerToWorker::Ping { seq } => Some(WorkerToBroker::Pong { seq }),
             BrokerToWorker::DebugVariables { request } => Some(WorkerToBroker::DebugVariables {
                 request,
-                variables: session.backend().debug_variables(),
+                variables: session.debug_variables(),
             }),
             BrokerToWorker::Reload { files } => send_batches(session.reload(&files)),
             BrokerToWorker::Shutdown => return exit::OK,
@@ -336,87 +313,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Runs one due timer callback, then change detection (a turn of its own). A callback's error
-/// goes to every connected tab, ahead of the changes.
-fn run_timer(session: &mut LuaSession, tabs: &BTreeSet<TabId>) -> Option<WorkerToBroker> {
-    let ran = session.timers().run_next(Instant::now())?;
-    session.budget().begin_turn();
-    let changes = session.backend().detect_changes();
-    session.budget().end_turn();
-    let errors = match ran {
-        Ok(()) => Vec::new(),
-        Err(e) => error_batches(tabs, &e),
-    };
-    send_batches(merge_batches(errors, changes))
-}
-
 fn send_batches(batches: Vec<TabBatch>) -> Option<WorkerToBroker> {
     (!batches.is_empty()).then_some(WorkerToBroker::Send(batches))
-}
-
-#[cfg(test)]
-mod tests {
-    use protocol::browser::ServerMessage;
-    use protocol::ErrorCode;
-
-    use super::*;
-    use crate::budget::TIME_LIMIT_MARKER;
-
-    #[test]
-    fn a_timer_error_reaches_every_tab_before_its_changes() {
-        let tabs = BTreeSet::from([1, 2]);
-        let err = mlua::Error::runtime("main.lua:3: boom");
-        let errors = error_batches(&tabs, &err);
-        let change = ServerMessage::Destroy { var_id: 9 };
-        let changes = vec![
-            TabBatch {
-                tab: 2,
-                messages: vec![change.clone()],
-            },
-            TabBatch {
-                tab: 3,
-                messages: vec![change.clone()],
-            },
-        ];
-        let error = ServerMessage::Error {
-            var_id: None,
-            code: ErrorCode::LuaError,
-            description: err.to_string(),
-        };
-        assert_eq!(
-            merge_batches(errors, changes),
-            [
-                TabBatch {
-                    tab: 1,
-                    messages: vec![error.clone()],
-                },
-                TabBatch {
-                    tab: 2,
-                    messages: vec![error, change.clone()],
-                },
-                TabBatch {
-                    tab: 3,
-                    messages: vec![change],
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn a_stopped_runaway_timer_is_reported_as_a_limit() {
-        let err = mlua::Error::runtime(format!("{TIME_LIMIT_MARKER} of 5s exceeded"));
-        let batches = error_batches(&BTreeSet::from([4]), &err);
-        assert!(matches!(
-            &batches[0].messages[0],
-            ServerMessage::Error {
-                code: ErrorCode::Limit,
-                var_id: None,
-                ..
-            }
-        ));
-        assert!(
-            error_batches(&BTreeSet::new(), &err).is_empty(),
-            "no tab, no message"
-        );
-    }
 }

@@ -1,13 +1,18 @@
 //! LuaSession: one session's Lua VM, its `session` global, and the loading of `main.lua`
 //! (the seed's `CreateLuaSession` → `createSessionTable` → `setGlobal("session")` →
 //! `loadMainLua`). It owns the [`LuaBackend`] that tracks the app's variables, the rest of the
-//! app API ([`Api`]: prototypes, `ui`, `require`, timers), and the [`TurnBudget`] that bounds
-//! every turn.
+//! app API ([`Api`]: prototypes, `ui`, `require`, timers), and the [`TurnBudget`].
+//!
+//! It also owns the *turn*: every entry point that runs Lua (`load_main`, `handle_frame`,
+//! `tab_closed`, `run_timer`, `reload`) is one call of [`TurnBudget::turn`] around the work and
+//! the change detection after it, so the worker loop never starts or ends a turn itself.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use mlua::{Lua, Table};
-use protocol::ipc::{StartSession, TabBatch};
+use protocol::browser::ClientMessage;
+use protocol::ipc::{DebugVariable, StartSession, TabBatch, TabId};
 use protocol::Value;
 
 use crate::api::{self, Api, LogIds, Timers};
@@ -37,7 +42,7 @@ impl LuaSession {
             session_id: start.session_id.clone(),
             vended_id: start.vended_id,
         };
-        let api = api::install(&lua, &session, &app_dir, &budget, ids)?;
+        let api = api::install(&lua, &session, &app_dir, ids)?;
         // The backend finds `create=`/`wrapper=` classes among the app's prototypes and reads
         // viewdefs from its directory.
         let backend = LuaBackend::new(&lua, &session)?.with_app(&app_dir, api.prototypes().clone());
@@ -59,17 +64,25 @@ impl LuaSession {
         &self.app_dir
     }
 
-    pub fn backend(&mut self) -> &mut LuaBackend {
-        &mut self.backend
+    /// The tracker side, read-only: every change goes through a turn of this session.
+    pub fn backend(&self) -> &LuaBackend {
+        &self.backend
     }
 
-    pub fn budget(&self) -> &TurnBudget {
-        &self.budget
+    /// Puts the OS CPU limit behind the turn budget (a real worker process only; see
+    /// [`TurnBudget::enable_cpu_backstop`]).
+    pub fn enable_cpu_backstop(&self) {
+        self.budget.enable_cpu_backstop();
     }
 
-    /// The session's timers; the worker loop runs their callbacks.
+    /// The session's timers; the worker loop asks them when to wake up.
     pub fn timers(&self) -> &Timers {
         self.api.timers()
+    }
+
+    /// How many turns this session has run.
+    pub fn turns(&self) -> u64 {
+        self.budget.turns()
     }
 
     /// The app files run so far (relative to the app directory): what hot reload may re-run.
@@ -81,44 +94,68 @@ impl LuaSession {
     /// variable 1's value JSON; otherwise the error text a person needs (file and line for Lua
     /// errors).
     pub fn load_main(&mut self) -> Result<Value, String> {
-        self.budget.begin_turn();
-        let ran = self.api.run_main(&self.lua);
-        self.budget.end_turn();
-        ran.map_err(|e| e.to_string())?;
+        self.budget
+            .turn(|| self.api.run_main(&self.lua))
+            .map_err(|e| e.to_string())?;
         self.backend.app_value().ok_or_else(|| {
             "main.lua finished without calling session:createAppVariable".to_string()
         })
     }
 
-    /// Hot reload of one already-loaded app file, as one turn (see [`api::require::reload_file`]).
-    /// The caller runs change detection afterwards.
-    pub fn reload_file(&mut self, rel_path: &str) -> mlua::Result<()> {
-        self.budget.begin_turn();
-        let ran = self.api.reload_file(&self.lua, rel_path);
-        self.budget.end_turn();
-        ran
+    /// A tab connected: from now on it gets errors no tab caused (timers, reloads).
+    pub fn tab_opened(&mut self, tab: TabId) {
+        self.backend.tab_opened(tab);
+    }
+
+    /// One frame of a tab as one turn: its messages, then change detection. Returns what each
+    /// tab receives.
+    pub fn handle_frame(&mut self, tab: TabId, messages: Vec<ClientMessage>) -> Vec<TabBatch> {
+        self.budget
+            .turn(|| self.backend.handle_frame(tab, messages))
+    }
+
+    /// A tab went away: its variables are destroyed (which may run app code) in one turn.
+    pub fn tab_closed(&mut self, tab: TabId) -> Vec<TabBatch> {
+        self.budget.turn(|| self.backend.tab_closed(tab))
+    }
+
+    /// Runs one timer callback due at `now` and the change detection after it as one turn.
+    /// `None` when nothing is due. A callback's error goes to every open tab, ahead of the
+    /// changes.
+    pub fn run_timer(&mut self, now: Instant) -> Option<Vec<TabBatch>> {
+        let due = self.api.timers().take_due(now)?;
+        let (ran, changes) = self
+            .budget
+            .turn(|| (due.run(), self.backend.detect_changes()));
+        let errors = match ran {
+            Ok(()) => Vec::new(),
+            Err(e) => self.backend.error_batches(&e),
+        };
+        Some(merge_batches(errors, changes))
+    }
+
+    pub fn debug_variables(&self) -> Vec<DebugVariable> {
+        self.backend.debug_variables()
     }
 
     /// `--hotload` says `files` changed (app-relative paths): changed viewdefs are re-sent to
     /// the tabs that have their type, then the changed `.lua` files this session has loaded
     /// are re-executed (each a turn of its own, with `session.reloading` set), then one change
-    /// detection pass. A file that fails is reported to every tab as a timer's error would be;
-    /// the session keeps its previous definitions. Returns what each tab receives, in that
-    /// order.
+    /// detection pass (a turn of its own too). A file that fails is reported to every open tab
+    /// as a timer's error is; the session keeps its previous definitions. Returns what each tab
+    /// receives, in that order.
     pub fn reload(&mut self, files: &[String]) -> Vec<TabBatch> {
         let templates = self.backend.reload_viewdefs(files);
         let loaded = self.loaded_files();
         let mut errors = Vec::new();
         for file in files.iter().filter(|f| loaded.contains(f)) {
             tracing::info!(file, "reloading");
-            if let Err(e) = self.reload_file(file) {
+            if let Err(e) = self.budget.turn(|| self.api.reload_file(&self.lua, file)) {
                 tracing::warn!(file, "reload failed: {e}");
                 errors = merge_batches(errors, self.backend.error_batches(&e));
             }
         }
-        self.budget.begin_turn();
-        let changes = self.backend.detect_changes();
-        self.budget.end_turn();
+        let changes = self.budget.turn(|| self.backend.detect_changes());
         merge_batches(merge_batches(templates, errors), changes)
     }
 }
@@ -126,7 +163,9 @@ impl LuaSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::browser::ServerMessage;
     use protocol::ipc::LuaLimits;
+    use protocol::ErrorCode;
 
     /// A fresh app directory holding `main.lua`.
     fn app_dir(name: &str, main: &str) -> PathBuf {
@@ -138,13 +177,17 @@ mod tests {
     }
 
     fn start(dir: &Path) -> StartSession {
+        start_with_turn_limit(dir, 1000)
+    }
+
+    fn start_with_turn_limit(dir: &Path, turn_time_ms: u64) -> StartSession {
         StartSession {
             vended_id: 7,
             session_id: "0".repeat(32),
             app_dir: dir.display().to_string(),
             limits: LuaLimits {
                 memory_bytes: 64 * 1024 * 1024,
-                turn_time_ms: 1000,
+                turn_time_ms,
             },
         }
     }
@@ -170,6 +213,157 @@ mod tests {
         let mut session = LuaSession::new(&start(&dir)).unwrap();
         let err = session.load_main().unwrap_err();
         assert!(err.contains("createAppVariable"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Tab `tab` creates variable 2 watching `path` of the app.
+    fn watch_path(session: &mut LuaSession, tab: TabId, path: &str) -> Vec<TabBatch> {
+        session.handle_frame(
+            tab,
+            vec![ClientMessage::Create {
+                id: 2,
+                parent_id: Some(1),
+                value: None,
+                properties: vec![("path".into(), path.into())],
+                nowatch: false,
+                unbound: false,
+            }],
+        )
+    }
+
+    /// The `error` messages (code, description) in `batches`, per tab.
+    fn errors(batches: &[TabBatch]) -> Vec<(TabId, ErrorCode, String)> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.messages.iter().filter_map(move |m| match m {
+                    ServerMessage::Error {
+                        code, description, ..
+                    } => Some((b.tab, *code, description.clone())),
+                    _ => None,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_timer_callback_and_its_change_detection_are_one_turn() {
+        let dir = app_dir(
+            "one-turn",
+            "app = {n = 1}
+             session:createAppVariable(app)
+             session:setImmediate(function() app.n = 2 end)",
+        );
+        let mut session = LuaSession::new(&start(&dir)).unwrap();
+        session.load_main().unwrap();
+        session.tab_opened(1);
+        watch_path(&mut session, 1, "n");
+        let before = session.turns();
+        let batches = session
+            .run_timer(Instant::now())
+            .expect("an immediate is due");
+        assert_eq!(
+            session.turns(),
+            before + 1,
+            "callback and changes share a turn"
+        );
+        assert!(
+            matches!(&batches[..], [b] if b.tab == 1 && matches!(
+                &b.messages[..],
+                [ServerMessage::Update { var_id: 2, value: Some(Value::Int(2)), .. }]
+            )),
+            "{batches:?}"
+        );
+        // Nothing due: no turn at all.
+        assert!(session.run_timer(Instant::now()).is_none());
+        assert_eq!(session.turns(), before + 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_turn_budget_covers_the_change_detection_and_resets_for_the_next_turn() {
+        let dir = app_dir(
+            "budget",
+            "local App = {}
+             App.__index = App
+             function App:slow() while self.busy do end return self.n end
+             app = setmetatable({n = 1, busy = false}, App)
+             session:createAppVariable(app)
+             -- 1: the getter this sets off never returns: the turn's deadline stops it.
+             session:setImmediate(function() app.busy = true end)
+             -- 2: the callback itself never returns.
+             session:setImmediate(function() while true do end end)
+             -- 3: enough instructions to meet the hook: a stale deadline would stop it.
+             session:setImmediate(function()
+               app.busy = false
+               local x = 0 for i = 1, 1e6 do x = x + i end
+               app.n = 3
+             end)",
+        );
+        let mut session = LuaSession::new(&start_with_turn_limit(&dir, 1000)).unwrap();
+        session.load_main().unwrap();
+        session.tab_opened(1);
+        watch_path(&mut session, 1, "slow()");
+        let limit = |batches: &[TabBatch]| -> Vec<(TabId, ErrorCode)> {
+            errors(batches)
+                .into_iter()
+                .map(|(t, c, _)| (t, c))
+                .collect()
+        };
+        let detection = session.run_timer(Instant::now()).unwrap();
+        assert_eq!(limit(&detection), [(1, ErrorCode::Limit)], "{detection:?}");
+        let callback = session.run_timer(Instant::now()).unwrap();
+        assert_eq!(limit(&callback), [(1, ErrorCode::Limit)], "{callback:?}");
+        // A fresh budget for the next turn, though the last deadlines have passed.
+        let fine = session.run_timer(Instant::now()).unwrap();
+        assert!(errors(&fine).is_empty(), "{fine:?}");
+        assert!(
+            fine[0].messages.iter().any(|m| matches!(
+                m,
+                ServerMessage::Update {
+                    var_id: 2,
+                    value: Some(Value::Int(3)),
+                    ..
+                }
+            )),
+            "{fine:?}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn timer_and_reload_errors_reach_the_same_open_tabs() {
+        let dir = app_dir(
+            "tabs",
+            "session:createAppVariable({})
+             if not session.reloading then
+               session:setInterval(function() error('timer boom') end, 1)
+             end",
+        );
+        let mut session = LuaSession::new(&start(&dir)).unwrap();
+        session.load_main().unwrap();
+        for tab in [3, 5, 9] {
+            session.tab_opened(tab);
+        }
+        session.tab_closed(5);
+        let tabs_of = |batches: &[TabBatch], needle: &str| -> Vec<TabId> {
+            errors(batches)
+                .into_iter()
+                .filter(|(_, code, d)| *code == ErrorCode::LuaError && d.contains(needle))
+                .map(|(tab, ..)| tab)
+                .collect()
+        };
+        let at = session.timers().next_deadline().unwrap();
+        let timer = session.run_timer(at).unwrap();
+        assert_eq!(tabs_of(&timer, "timer boom"), [3, 9]);
+
+        std::fs::write(dir.join("main.lua"), "error('reload boom')").unwrap();
+        let reload = session.reload(&["main.lua".to_string()]);
+        assert_eq!(tabs_of(&reload, "reload boom"), [3, 9]);
+
+        session.tab_closed(9);
+        let at = session.timers().next_deadline().unwrap();
+        assert_eq!(tabs_of(&session.run_timer(at).unwrap(), "timer boom"), [3]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

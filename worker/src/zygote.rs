@@ -24,15 +24,13 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-use crate::process::{
-    die_with_parent, init_logging, parse_token, run_with, ENV_PARENT, ENV_SOCKET,
-};
+use crate::process::{die_with_parent, parse_token, run_with, ENV_PARENT, ENV_SOCKET};
 
 /// First argument that puts the executable in zygote mode.
 pub const ZYGOTE_ARG: &str = "__zygote";
 
 pub fn run() -> ExitCode {
-    init_logging();
+    crate::logging::init();
     let (Ok(socket), Some(parent)) = (
         std::env::var(ENV_SOCKET),
         std::env::var(ENV_PARENT)

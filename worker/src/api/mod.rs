@@ -15,7 +15,6 @@ use std::path::Path;
 
 use mlua::{Lua, Table};
 
-use crate::budget::TurnBudget;
 pub use prototype::Prototypes;
 pub use require::Modules;
 pub use timers::Timers;
@@ -30,18 +29,13 @@ pub struct Api {
 
 /// Installs `EMPTY`, `ui`, `require` (with `package.loaded`) and the `session` methods
 /// `prototype`, `create`, `setTimeout`, `setInterval`, `setImmediate` and their `clear…`
-/// counterparts. Timer callbacks run as turns of `budget`; `ui.log` lines carry `ids`.
-pub fn install(
-    lua: &Lua,
-    session: &Table,
-    app_dir: &Path,
-    budget: &TurnBudget,
-    ids: LogIds,
-) -> mlua::Result<Api> {
+/// counterparts. `ui.log` lines carry `ids`. Nothing here starts a turn: the caller runs
+/// `main.lua`, reloads and timer callbacks inside one.
+pub fn install(lua: &Lua, session: &Table, app_dir: &Path, ids: LogIds) -> mlua::Result<Api> {
     ui::install(lua, ids)?;
     let prototypes = Prototypes::install(lua, session)?;
     let modules = Modules::install(lua, session, app_dir)?;
-    let timers = Timers::install(lua, session, budget.clone())?;
+    let timers = Timers::install(lua, session)?;
     Ok(Api {
         prototypes,
         modules,

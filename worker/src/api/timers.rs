@@ -3,8 +3,8 @@
 //!
 //! Setting a timer never blocks or runs anything: it records the callback in a queue here, and
 //! the worker loop asks [`Timers::next_deadline`] when to wake up and [`Timers::run_next`] to run
-//! one due callback. Each callback is a turn of its own (the turn budget applies), followed by
-//! change detection in the loop. Rules:
+//! one due callback. The caller runs it inside a turn ([`crate::session::LuaSession::run_timer`]:
+//! the callback and the change detection after it are one turn of the budget). Rules:
 //! - immediates run before any timed callback, in the order they were set; timed callbacks run
 //!   by deadline, ties in the order they were set;
 //! - delays are milliseconds; nil, negative or NaN mean 0, and anything over 2^31 − 1 ms
@@ -28,8 +28,6 @@ use std::time::{Duration, Instant};
 
 use mlua::{Function, Lua, Table, Value};
 
-use crate::budget::TurnBudget;
-
 /// The most timers one session may have set and not yet finished or cleared.
 pub const MAX_TIMERS: usize = 10_000;
 
@@ -43,7 +41,6 @@ const MIN_PERIOD: Duration = Duration::from_millis(1);
 #[derive(Clone)]
 pub struct Timers {
     state: Rc<RefCell<State>>,
-    budget: TurnBudget,
 }
 
 #[derive(Default)]
@@ -74,11 +71,10 @@ const IMMEDIATE: u8 = 0;
 const TIMED: u8 = 1;
 
 impl Timers {
-    /// Sets the timer methods on `session`; callbacks will run as turns of `budget`.
-    pub fn install(lua: &Lua, session: &Table, budget: TurnBudget) -> mlua::Result<Timers> {
+    /// Sets the timer methods on `session`.
+    pub fn install(lua: &Lua, session: &Table) -> mlua::Result<Timers> {
         let this = Timers {
             state: Rc::new(RefCell::new(State::default())),
-            budget,
         };
         let me = this.clone();
         session.raw_set(
@@ -134,55 +130,36 @@ impl Timers {
         self.state.borrow().live.len()
     }
 
-    /// Runs one callback due at `now` (an immediate if any) as a turn of its own. `None` when
-    /// nothing is due; otherwise the callback's result, an error already logged.
+    /// Runs one callback due at `now` (an immediate if any); the caller owns the turn it runs
+    /// in. `None` when nothing is due; otherwise the callback's result, an error already logged.
     pub fn run_next(&self, now: Instant) -> Option<mlua::Result<()>> {
-        let (handle, slot, callback) = {
-            let mut state = self.state.borrow_mut();
-            let (&slot, &handle) = state.queue.first_key_value()?;
-            if slot.kind == TIMED && slot.at > now {
-                return None;
-            }
-            state.queue.remove(&slot);
-            let timer = state.live.get_mut(&handle)?;
-            let callback = timer.callback.clone();
-            if timer.period.is_some() {
-                timer.slot = None;
-            } else {
-                state.live.remove(&handle);
-            }
-            (handle, slot, callback)
-        };
+        Some(self.take_due(now)?.run())
+    }
 
-        self.budget.begin_turn();
-        let result = callback.call::<()>(());
-        self.budget.end_turn();
-
-        {
-            let mut state = self.state.borrow_mut();
-            let seq = state.next_seq;
-            // Still live (not cleared by its own callback) and waiting for re-arming.
-            if let Some(timer) = state.live.get_mut(&handle) {
-                if let (Some(period), None) = (timer.period, timer.slot) {
-                    let mut at = slot.at + period;
-                    if at <= now {
-                        at = now + period;
-                    }
-                    let next = Slot {
-                        kind: TIMED,
-                        at,
-                        seq,
-                    };
-                    timer.slot = Some(next);
-                    state.queue.insert(next, handle);
-                    state.next_seq += 1;
-                }
-            }
+    /// Takes the callback due at `now` (an immediate if any) off the queue, to be run (in a
+    /// turn) with [`DueTimer::run`]; `None` when nothing is due, so no turn is started for
+    /// nothing.
+    pub fn take_due(&self, now: Instant) -> Option<DueTimer> {
+        let mut state = self.state.borrow_mut();
+        let (&slot, &handle) = state.queue.first_key_value()?;
+        if slot.kind == TIMED && slot.at > now {
+            return None;
         }
-        if let Err(e) = &result {
-            tracing::warn!(target: "lua", "timer callback failed: {e}");
+        state.queue.remove(&slot);
+        let timer = state.live.get_mut(&handle)?;
+        let callback = timer.callback.clone();
+        if timer.period.is_some() {
+            timer.slot = None;
+        } else {
+            state.live.remove(&handle);
         }
-        Some(result)
+        Some(DueTimer {
+            timers: self.clone(),
+            handle,
+            slot,
+            now,
+            callback,
+        })
     }
 
     fn add(
@@ -237,6 +214,48 @@ impl Timers {
         {
             state.queue.remove(&slot);
         }
+    }
+}
+
+/// A callback taken off the queue by [`Timers::take_due`], not run yet.
+pub struct DueTimer {
+    timers: Timers,
+    handle: i64,
+    slot: Slot,
+    now: Instant,
+    callback: Function,
+}
+
+impl DueTimer {
+    /// Runs the callback, then re-arms it if it is an interval still set. An error is logged
+    /// and returned.
+    pub fn run(self) -> mlua::Result<()> {
+        let result = self.callback.call::<()>(());
+        {
+            let mut state = self.timers.state.borrow_mut();
+            let seq = state.next_seq;
+            // Still live (not cleared by its own callback) and waiting for re-arming.
+            if let Some(timer) = state.live.get_mut(&self.handle) {
+                if let (Some(period), None) = (timer.period, timer.slot) {
+                    let mut at = self.slot.at + period;
+                    if at <= self.now {
+                        at = self.now + period;
+                    }
+                    let next = Slot {
+                        kind: TIMED,
+                        at,
+                        seq,
+                    };
+                    timer.slot = Some(next);
+                    state.queue.insert(next, self.handle);
+                    state.next_seq += 1;
+                }
+            }
+        }
+        if let Err(e) = &result {
+            tracing::warn!(target: "lua", "timer callback failed: {e}");
+        }
+        result
     }
 }
 

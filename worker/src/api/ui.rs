@@ -6,7 +6,7 @@
 //!
 //! Mapping between Lua and JSON:
 //! - a table whose keys are exactly `1..n` (n ≥ 1) is an array; every other table, the empty one
-//!   included, is an object (the same rule value JSON uses, DESIGN.md 4); object keys are
+//!   included, is an object (the rule value JSON uses too, [`crate::sequence`]); object keys are
 //!   strings or numbers (written as their decimal text), emitted in sorted order so the same
 //!   table always encodes to the same text;
 //! - metatables are ignored (raw fields only); functions, userdata, NaN and infinities cannot be
@@ -18,13 +18,11 @@ use std::collections::HashSet;
 use std::ffi::c_void;
 
 use mlua::{Lua, MultiValue, Table, Value};
+use protocol::limits::MAX_VALUE_DEPTH;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::sandbox::lua_to_display;
-
-/// How deeply tables may nest in `ui.json_encode`: past it the value is refused rather than
-/// risking the worker's stack. serde_json bounds decoding the same way (128 levels).
-const MAX_DEPTH: usize = 128;
+use crate::sequence::sequence;
 
 /// Which session a log line belongs to.
 #[derive(Debug, Clone)]
@@ -122,8 +120,12 @@ fn to_json(v: &Value, path: &mut HashSet<*const c_void>) -> Result<Json, String>
                 .to_string(),
         ),
         Value::Table(t) => {
-            if path.len() >= MAX_DEPTH {
-                return Err(format!("cannot encode tables nested over {MAX_DEPTH} deep"));
+            // Past the ceiling the value is refused rather than risking the worker's stack
+            // (decoding is bounded by serde_json's own 128 levels).
+            if path.len() >= MAX_VALUE_DEPTH {
+                return Err(format!(
+                    "cannot encode tables nested over {MAX_VALUE_DEPTH} deep"
+                ));
             }
             let ptr = t.to_pointer();
             if !path.insert(ptr) {
@@ -138,27 +140,19 @@ fn to_json(v: &Value, path: &mut HashSet<*const c_void>) -> Result<Json, String>
 }
 
 fn table_to_json(t: &Table, path: &mut HashSet<*const c_void>) -> Result<Json, String> {
+    if let Some(items) = sequence(t) {
+        return items
+            .iter()
+            .map(|v| to_json(v, path))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Json::Array);
+    }
     let mut pairs = Vec::new();
     t.for_each(|k: Value, v: Value| {
         pairs.push((k, v));
         Ok(())
     })
     .map_err(|e| e.to_string())?;
-    let len = t.raw_len();
-    let is_sequence = len > 0
-        && pairs.len() == len
-        && pairs
-            .iter()
-            .all(|(k, _)| matches!(k, Value::Integer(i) if *i >= 1 && (*i as usize) <= len));
-    if is_sequence {
-        let mut items = vec![Json::Null; len];
-        for (k, v) in &pairs {
-            if let Value::Integer(i) = k {
-                items[*i as usize - 1] = to_json(v, path)?;
-            }
-        }
-        return Ok(Json::Array(items));
-    }
     let mut fields = Vec::with_capacity(pairs.len());
     for (k, v) in &pairs {
         let key = match k {

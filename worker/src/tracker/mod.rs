@@ -105,23 +105,21 @@ impl Tracker {
         self.state().is_ok_and(|st| st.vars.contains_key(&key))
     }
 
+    /// Whether a variable `key` under `parent` may be created: the key is free and the parent
+    /// exists. [`Tracker::create`] checks this; a caller about to run app code to build the
+    /// variable's value (a `create=Type` constructor) checks it first.
+    pub fn check_new(&self, key: VarKey, parent: Option<VarKey>) -> Result<(), Failure> {
+        let st = self.state()?;
+        check_new(&st, key, parent)
+    }
+
     /// Creates a variable and computes its value once, so that children created right after
     /// it (in the same frame) have something to follow their paths from.
     pub fn create(&self, new: NewVariable) -> Result<(), Failure> {
         let key = new.key;
         {
             let mut st = self.state()?;
-            if st.vars.contains_key(&key) {
-                return Err(Failure::bad_request(format!(
-                    "variable {} already exists",
-                    key.id
-                )));
-            }
-            if let Some(p) = new.parent {
-                if !st.vars.contains_key(&p) {
-                    return Err(Failure::not_found(format!("no variable {}", p.id)));
-                }
-            }
+            check_new(&st, key, new.parent)?;
             let bound = new.own.is_none();
             let (props, path) = expand_properties(&new.properties, bound)?;
             let mut store = PropertyStore::default();
@@ -510,5 +508,20 @@ impl Tracker {
             stack.extend(v.children.iter().rev().copied());
         }
         out
+    }
+}
+
+fn check_new(st: &State, key: VarKey, parent: Option<VarKey>) -> Result<(), Failure> {
+    if st.vars.contains_key(&key) {
+        return Err(Failure::bad_request(format!(
+            "variable {} already exists",
+            key.id
+        )));
+    }
+    match parent {
+        Some(p) if !st.vars.contains_key(&p) => {
+            Err(Failure::not_found(format!("no variable {}", p.id)))
+        }
+        _ => Ok(()),
     }
 }

@@ -11,6 +11,8 @@ use mlua::{Lua, Table, Value as LuaValue};
 use protocol::limits::MAX_VALUE_DEPTH;
 use protocol::Value;
 
+use crate::sequence::sequence;
+
 use super::failure::Failure;
 use super::objects::ObjectRegistry;
 
@@ -27,7 +29,7 @@ fn to_json_at(objects: &ObjectRegistry, value: &LuaValue, depth: usize) -> Resul
         LuaValue::Number(n) => Value::Float(*n),
         LuaValue::String(s) => Value::String(s.to_string_lossy()),
         LuaValue::Table(t) => {
-            if let Some(items) = sequence(t) {
+            if let Some(items) = array_items(t) {
                 if depth >= MAX_VALUE_DEPTH {
                     return Err(Failure::path(format!(
                         "array nested deeper than {MAX_VALUE_DEPTH} levels (does it contain itself?)"
@@ -46,25 +48,12 @@ fn to_json_at(objects: &ObjectRegistry, value: &LuaValue, depth: usize) -> Resul
     })
 }
 
-/// The elements of `t` when it is a non-empty sequence (keys exactly 1..n) without a type;
-/// `None` for anything that is an object.
-fn sequence(t: &Table) -> Option<Vec<LuaValue>> {
-    let len = t.raw_len();
-    if len == 0 || table_type(t).is_some() {
-        return None;
-    }
-    let mut items = vec![LuaValue::Nil; len];
-    let mut count = 0usize;
-    let walked = t.for_each::<LuaValue, LuaValue>(|k, v| {
-        let slot = match k {
-            LuaValue::Integer(i) if i >= 1 && (i as u64) <= len as u64 => (i - 1) as usize,
-            _ => return Err(mlua::Error::runtime("not a sequence")),
-        };
-        items[slot] = v;
-        count += 1;
-        Ok(())
-    });
-    (walked.is_ok() && count == len).then_some(items)
+/// The elements of `t` when it is an array: a sequence (see [`crate::sequence`]) without a
+/// type; `None` for anything that is an object.
+fn array_items(t: &Table) -> Option<Vec<LuaValue>> {
+    // The sequence check first: it is cheap for the common object (no array part).
+    let items = sequence(t)?;
+    table_type(t).is_none().then_some(items)
 }
 
 /// The table's type name: `getmetatable(t).type`, else `t.type`, when it is a string.

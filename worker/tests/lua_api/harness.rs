@@ -40,7 +40,7 @@ impl App {
             vended_id: VENDED_ID,
         };
         let app_dir = dir.path().join("app");
-        let api = api::install(&lua, &session, &app_dir, &budget, ids).unwrap();
+        let api = api::install(&lua, &session, &app_dir, ids).unwrap();
         lua.globals().raw_set("session", session).unwrap();
         let app = App {
             dir,
@@ -65,18 +65,18 @@ impl App {
 
     /// Runs `main.lua` as the session does: one turn, then pending prototype mutations.
     pub fn run_main(&self) -> mlua::Result<()> {
-        self.budget.begin_turn();
-        let ran = self.api.run_main(&self.lua);
-        self.budget.end_turn();
-        ran
+        self.budget.turn(|| self.api.run_main(&self.lua))
     }
 
-    /// Hot-reloads one file as the session does.
+    /// Hot-reloads one file as the session does: one turn.
     pub fn reload(&self, rel: &str) -> mlua::Result<()> {
-        self.budget.begin_turn();
-        let ran = self.api.reload_file(&self.lua, rel);
-        self.budget.end_turn();
-        ran
+        self.budget.turn(|| self.api.reload_file(&self.lua, rel))
+    }
+
+    /// Runs one timer callback due at `now` as the session does: one turn. `None` when
+    /// nothing is due.
+    pub fn run_timer(&self, now: std::time::Instant) -> Option<mlua::Result<()>> {
+        self.budget.turn(|| self.api.timers().run_next(now))
     }
 
     /// Evaluates a Lua expression or chunk in the app's VM (for assertions).

@@ -49,8 +49,8 @@ impl Session {
         };
         let mut session = LuaSession::new(&start).unwrap();
         session.load_main().unwrap();
-        session.backend().tab_opened(1);
-        session.backend().tab_opened(2);
+        session.tab_opened(1);
+        session.tab_opened(2);
         Session {
             root,
             _dir: dir,
@@ -68,15 +68,12 @@ impl Session {
     }
 
     pub fn open(&mut self, tab: TabId) {
-        self.session.backend().tab_opened(tab);
+        self.session.tab_opened(tab);
     }
 
     /// One frame from `tab`, as the worker loop runs it (one turn); every tab's batch.
     pub fn frame(&mut self, tab: TabId, messages: Vec<ClientMessage>) -> Vec<TabBatch> {
-        self.session.budget().begin_turn();
-        let out = self.session.backend().handle_frame(tab, messages);
-        self.session.budget().end_turn();
-        out
+        self.session.handle_frame(tab, messages)
     }
 
     /// One frame from `tab`; what `tab` gets back.
@@ -84,19 +81,21 @@ impl Session {
         for_tab(&self.frame(tab, messages), tab)
     }
 
-    /// Lua code run outside a frame (as a timer callback would), then change detection.
+    /// Lua code run as a timer callback (`setImmediate`), as the worker loop runs one: one
+    /// turn with its change detection; every tab's batch.
     pub fn run(&mut self, code: &str) -> Vec<TabBatch> {
+        let lua = self.session.lua();
+        let callback = lua.load(code).set_name("=timer").into_function().unwrap();
+        let session: mlua::Table = lua.globals().get("session").unwrap();
+        let set: mlua::Function = session.get("setImmediate").unwrap();
+        set.call::<()>((session, callback)).unwrap();
         self.session
-            .lua()
-            .load(code)
-            .set_name("=timer")
-            .exec()
-            .unwrap();
-        self.session.backend().detect_changes()
+            .run_timer(std::time::Instant::now())
+            .expect("the callback is due")
     }
 
     pub fn close(&mut self, tab: TabId) -> Vec<TabBatch> {
-        self.session.backend().tab_closed(tab)
+        self.session.tab_closed(tab)
     }
 
     /// `--hotload` reported these app-relative files as changed.

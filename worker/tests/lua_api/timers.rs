@@ -11,7 +11,7 @@ use crate::harness::App;
 
 /// Runs every callback due at `now`; the results in order.
 fn run_due(app: &App, now: Instant) -> Vec<mlua::Result<()>> {
-    std::iter::from_fn(|| app.api.timers().run_next(now)).collect()
+    std::iter::from_fn(|| app.run_timer(now)).collect()
 }
 
 /// Runs callbacks one deadline at a time, as the loop would, `n` times.
@@ -19,7 +19,7 @@ fn run_deadlines(app: &App, n: usize) -> Vec<Instant> {
     (0..n)
         .map(|_| {
             let at = app.api.timers().next_deadline().expect("a timer is set");
-            app.api.timers().run_next(at).expect("due").unwrap();
+            app.run_timer(at).expect("due").unwrap();
             at
         })
         .collect()
@@ -81,10 +81,7 @@ fn immediates_first_then_deadlines_then_the_order_they_were_set() {
 
     let next = app.api.timers().next_deadline().unwrap();
     assert!(next > now && next >= set_by + Duration::from_secs(10));
-    assert!(
-        app.api.timers().run_next(now).is_none(),
-        "nothing else is due yet"
-    );
+    assert!(app.run_timer(now).is_none(), "nothing else is due yet");
     run_deadlines(&app, 3);
     assert_eq!(
         order(&app),
@@ -194,16 +191,16 @@ fn a_failing_callback_is_reported_and_the_timers_keep_going() {
     )]);
     app.run_main().unwrap();
     let now = Instant::now();
-    let err = app.api.timers().run_next(now).unwrap().unwrap_err();
+    let err = app.run_timer(now).unwrap().unwrap_err();
     let text = err.to_string();
     assert!(text.contains("main.lua:3: timer boom"), "{text}");
     assert_eq!(error_code(&err), ErrorCode::LuaError);
-    app.api.timers().run_next(now).unwrap().unwrap();
+    app.run_timer(now).unwrap().unwrap();
     assert_eq!(order(&app), "after");
 
     for _ in 0..3 {
         let at = app.api.timers().next_deadline().unwrap();
-        assert!(app.api.timers().run_next(at).unwrap().is_err());
+        assert!(app.run_timer(at).unwrap().is_err());
     }
     assert_eq!(
         app.eval::<i64>("return failures"),
@@ -233,7 +230,7 @@ fn the_number_of_live_timers_is_bounded() {
     )]);
     app.run_main().unwrap();
     assert_eq!(app.api.timers().live(), MAX_TIMERS);
-    app.api.timers().run_next(Instant::now()).unwrap().unwrap();
+    app.run_timer(Instant::now()).unwrap().unwrap();
     app.check("session:setImmediate(function() end)");
 }
 
@@ -251,17 +248,12 @@ fn a_runaway_callback_is_stopped_by_the_turn_budget() {
     );
     app.run_main().unwrap();
     let started = Instant::now();
-    let err = app
-        .api
-        .timers()
-        .run_next(Instant::now())
-        .unwrap()
-        .unwrap_err();
+    let err = app.run_timer(Instant::now()).unwrap().unwrap_err();
     assert!(is_limit(&err), "{err}");
     assert_eq!(error_code(&err), ErrorCode::Limit);
     assert!(started.elapsed() < Duration::from_secs(5));
     // The next callback is a new turn with a fresh budget.
-    app.api.timers().run_next(Instant::now()).unwrap().unwrap();
+    app.run_timer(Instant::now()).unwrap().unwrap();
     assert!(app.eval::<bool>("return survived"));
 }
 
