@@ -18,6 +18,9 @@
 //!   that would go past it is skipped, with a warning in the log, and so is any single file
 //!   larger than that. A file that is not UTF-8, or leads outside the app directory through a
 //!   symlink, is skipped too.
+//! - **Built-in templates.** `lua.ViewList.DEFAULT` and `lua.ViewListItem.list-item` (what the
+//!   frontend renders the built-in list with) are part of every app's viewdefs unless the app
+//!   has a file of the same name, which then wins; they do not count against the bound.
 //! - **Hot reload.** [`Viewdefs::reload`] re-reads changed files and returns, per tab that has
 //!   been considered for the type, just the changed entries. A deleted file is dropped from the
 //!   cache; tabs keep what they have (there is no "remove a template" message).
@@ -37,6 +40,30 @@ pub const VIEWDEFS_DIR: &str = "viewdefs";
 /// The property of variable 1 that carries templates.
 pub const VIEWDEFS_PROPERTY: &str = "viewdefs";
 
+/// Templates every app has unless it ships its own file of the same name.
+const BUILTIN: [(&str, &str, &str); 2] = [
+    (
+        "lua.ViewList",
+        "DEFAULT",
+        include_str!("builtin_viewdefs/lua.ViewList.DEFAULT.html"),
+    ),
+    (
+        "lua.ViewListItem",
+        "list-item",
+        include_str!("builtin_viewdefs/lua.ViewListItem.list-item.html"),
+    ),
+];
+
+fn builtin(type_name: &str, namespace: &str) -> Option<Template> {
+    BUILTIN
+        .iter()
+        .find(|(t, n, _)| *t == type_name && *n == namespace)
+        .map(|(_, _, text)| Template {
+            text: Some(text.to_string()),
+            builtin: true,
+        })
+}
+
 /// One session's viewdefs: the cache of template files and what each tab has been sent.
 #[derive(Debug, Default)]
 pub struct Viewdefs {
@@ -54,6 +81,8 @@ pub struct Viewdefs {
 struct Template {
     /// `None` until read (or when it could not be read).
     text: Option<String>,
+    /// One of [`BUILTIN`]: not read from a file, not counted in `held`.
+    builtin: bool,
 }
 
 impl Viewdefs {
@@ -146,7 +175,9 @@ impl Viewdefs {
             // Forget the old text; it is read again below if some tab needs it.
             let namespaces = index.entry(type_name.clone()).or_default();
             if let Some(old) = namespaces.remove(&namespace) {
-                self.held -= old.text.map_or(0, |t| t.len());
+                if !old.builtin {
+                    self.held -= old.text.map_or(0, |t| t.len());
+                }
             }
             namespaces.insert(namespace.clone(), Template::default());
             changed.push((type_name, namespace));
@@ -179,6 +210,10 @@ impl Viewdefs {
                 if gone {
                     if let Some(namespaces) = index.get_mut(type_name) {
                         namespaces.remove(namespace);
+                        // A deleted override brings the built-in back (for the next tab).
+                        if let Some(b) = builtin(type_name, namespace) {
+                            namespaces.insert(namespace.clone(), b);
+                        }
                     }
                 }
             }
@@ -253,10 +288,19 @@ fn template_path(root: Option<&Path>, type_name: &str, namespace: &str) -> Optio
     )
 }
 
-/// Lists `<root>/viewdefs`: every well-named file, unread. A missing directory lists empty.
+/// Lists `<root>/viewdefs`: every well-named file, unread, and the built-ins it does not
+/// override. A missing directory lists just the built-ins.
 fn list(root: Option<&Path>) -> BTreeMap<String, BTreeMap<String, Template>> {
     let mut index: BTreeMap<String, BTreeMap<String, Template>> = BTreeMap::new();
     let Some(root) = root else { return index };
+    for (type_name, namespace, _) in BUILTIN {
+        if let Some(b) = builtin(type_name, namespace) {
+            index
+                .entry(type_name.to_string())
+                .or_default()
+                .insert(namespace.to_string(), b);
+        }
+    }
     let Ok(entries) = std::fs::read_dir(root.join(VIEWDEFS_DIR)) else {
         return index;
     };

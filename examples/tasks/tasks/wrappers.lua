@@ -2,17 +2,22 @@
 -- see an OpenTasks object instead of the raw array: `items()` lists the unfinished tasks,
 -- `count()` says how many there are.
 --
--- The server calls OpenTasks:new(variable) whenever the underlying array changes (a task added
--- or removed; a task's own fields changing does not change the array). Returning the wrapper
--- the variable already has keeps its state (here, `refreshes`). The filtering happens in the
--- methods, which change detection calls on every pass, so finishing a task shows at once.
+-- The server calls OpenTasks:new(variable) once for the variable, then, whenever the underlying
+-- array changes (a task added or removed; a task's own fields changing does not change the
+-- array), sets `wrapper.value` to it and calls `wrapper:sync()`: the wrapper keeps its state
+-- (here, `refreshes`). The filtering happens in the methods, which change detection calls on
+-- every pass, so finishing a task shows at once.
 
 OpenTasks = session:prototype("OpenTasks", { refreshes = 0 })
 
 function OpenTasks:new(variable)
-    local wrapper = variable:getWrapper() or session:create(self, { variable = variable })
-    wrapper.refreshes = wrapper.refreshes + 1
+    local wrapper = session:create(self, { variable = variable })
+    wrapper.refreshes = 1
     return wrapper
+end
+
+function OpenTasks:sync()
+    self.refreshes = self.refreshes + 1
 end
 
 function OpenTasks:items()

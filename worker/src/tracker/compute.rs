@@ -4,9 +4,12 @@
 //! borrow held, and [`store`] records the result under a fresh borrow.
 //!
 //! A variable with a `wrapper` property computes in two stages: the underlying value (its own
-//! or its path's), then, when that value's JSON differs from what the current wrapper was made
-//! for (or there is none yet, or the `wrapper` type changed), `Type:new(handle)` is called and
-//! what it returns stands in for the value (see [`super::wrapper`]).
+//! or its path's), then the wrapper that stands in for it (see [`super::wrapper`]). The first
+//! time (or when the `wrapper` type changes) `Type:new(handle)` makes it; after that, whenever
+//! the value's JSON differs from what the wrapper last saw, the same wrapper is re-synced
+//! (`wrapper.value = value`, then `wrapper:sync()` if it has one). A constructor that fails or
+//! returns nil means "no wrapper": the value stands for itself (logged), and the constructor is
+//! tried again when the value changes.
 
 use std::rc::Rc;
 
@@ -88,35 +91,77 @@ pub fn plan(state: &State, var: &Variable) -> Plan {
 }
 
 impl Tracker {
-    /// Runs the path and, for a wrapped variable, the wrapper's constructor (Lua code may run
-    /// here; no borrow is held), then converts the result to value JSON.
+    /// Runs the path and, for a wrapped variable, the wrapper's constructor or re-sync (Lua code
+    /// may run here; no borrow is held), then converts the result to value JSON.
     pub(crate) fn evaluate(&self, key: VarKey, job: Job) -> Result<Computed, Failure> {
         let raw = match job.source {
             Source::Own(v) => v,
             Source::Path(base, path) => path.read(base).map_err(Failure::as_path_failure)?,
         };
         let Some(wrap) = job.wrap else {
-            return finish(self.objects(), raw, None, WrapUpdate::Clear);
+            return finish(self.objects(), raw, None, WrapUpdate::Clear, None);
         };
         let raw_json = to_json(self.objects(), &raw)?;
-        if let Some(prev) = &wrap.previous {
-            if prev.type_name == wrap.type_name && same(&prev.raw_json, &raw_json) {
+        let previous = wrap
+            .previous
+            .filter(|prev| prev.type_name == wrap.type_name);
+        if let Some(prev) = previous {
+            let type_name = (!prev.object.is_nil()).then(|| prev.type_name.clone());
+            if same(&prev.raw_json, &raw_json) {
                 let stand_in = stand_in(&prev.object, &raw);
-                return finish(self.objects(), stand_in, Some(raw), WrapUpdate::Keep);
+                return finish(
+                    self.objects(),
+                    stand_in,
+                    Some(raw),
+                    WrapUpdate::Keep,
+                    type_name,
+                );
             }
+            if !prev.object.is_nil() {
+                // The same wrapper, told of the new value (ui-engine's reuse rule).
+                self.resync_wrapper(key, &prev.object, &raw);
+                let stand_in = stand_in(&prev.object, &raw);
+                let state = WrapState { raw_json, ..prev };
+                return finish(
+                    self.objects(),
+                    stand_in,
+                    Some(raw),
+                    WrapUpdate::Set(state),
+                    type_name,
+                );
+            }
+            // No wrapper last time: the constructor is tried again for the new value.
         }
-        let object = self.construct_wrapper(key, &wrap.type_name, &raw)?;
+        let object = match self.construct_wrapper(key, &wrap.type_name, &raw) {
+            Ok(object) => {
+                if object.is_nil() {
+                    tracing::info!(target: "lua", var = key.id, "wrapper={}: new returned nil, so the value stands for itself", wrap.type_name);
+                }
+                object
+            }
+            Err(f) => {
+                tracing::warn!(target: "lua", var = key.id, "wrapper={} failed, so the value stands for itself: {}", wrap.type_name, f.description);
+                LuaValue::Nil
+            }
+        };
         let stand_in = stand_in(&object, &raw);
+        let type_name = (!object.is_nil()).then(|| wrap.type_name.clone());
         let state = WrapState {
             type_name: wrap.type_name,
             raw_json,
             object,
         };
-        finish(self.objects(), stand_in, Some(raw), WrapUpdate::Set(state))
+        finish(
+            self.objects(),
+            stand_in,
+            Some(raw),
+            WrapUpdate::Set(state),
+            type_name,
+        )
     }
 }
 
-/// The wrapper, or the value itself when the constructor returned nil.
+/// The wrapper, or the value itself when there is none.
 fn stand_in(object: &LuaValue, raw: &LuaValue) -> LuaValue {
     if object.is_nil() {
         raw.clone()
@@ -125,14 +170,17 @@ fn stand_in(object: &LuaValue, raw: &LuaValue) -> LuaValue {
     }
 }
 
+/// `type_name`: the wrapper's name when a wrapper stands in (ui-engine sets `type` to it);
+/// otherwise the value's own type.
 fn finish(
     objects: &ObjectRegistry,
     lua: LuaValue,
     raw: Option<LuaValue>,
     wrap: WrapUpdate,
+    type_name: Option<String>,
 ) -> Result<Computed, Failure> {
     let json = to_json(objects, &lua)?;
-    let type_name = lua.as_table().and_then(table_type);
+    let type_name = type_name.or_else(|| lua.as_table().and_then(table_type));
     Ok(Computed {
         lua,
         json,

@@ -17,6 +17,7 @@ mod properties;
 mod state;
 mod value_json;
 mod variable;
+mod viewlist;
 mod wrapper;
 
 use std::cell::{RefCell, RefMut};
@@ -76,6 +77,8 @@ struct Inner {
     lua: WeakLua,
     /// Where `create` and `wrapper` look classes up first (see [`wrapper`]).
     prototypes: RefCell<Option<Prototypes>>,
+    /// `lua.ViewList` and `lua.ViewListItem`, once loaded (see [`viewlist`]).
+    builtins: RefCell<Option<Table>>,
 }
 
 impl Tracker {
@@ -86,6 +89,7 @@ impl Tracker {
                 objects: ObjectRegistry::new(lua)?,
                 lua: lua.weak(),
                 prototypes: RefCell::new(None),
+                builtins: RefCell::new(None),
             }),
         })
     }

@@ -76,8 +76,8 @@ impl Path {
     }
 
     /// Writes `value` through the path from `base`: sets the field or element the path names,
-    /// or calls the method it ends with (`name(_)` gets the value; an action's `name()` does
-    /// not, and its result is ignored).
+    /// or calls the method it ends with (`name(_)` and a writable `name()` get the value; an
+    /// action's `name()` does not; results are ignored).
     pub fn write(&self, base: LuaValue, access: Access, value: LuaValue) -> Result<(), Failure> {
         let (last, init) = self
             .segments
@@ -102,9 +102,9 @@ impl Path {
             (Segment::Index(_), Access::Action) => Err(Failure::path(
                 "an action's path must end in a method name".to_string(),
             )),
-            (Segment::Call(_), _) => Err(Failure::bad_access(
-                "a path ending in () cannot be written; use (_) or access action",
-            )),
+            // `name()?access=rw`: a read/write method (ui-engine's Lua convention): read with
+            // no argument, written with the value.
+            (Segment::Call(name), _) => call_method(table, name, Some(value)).map(drop),
             (Segment::Field(name), _) => table
                 .set(name.as_str(), value)
                 .map_err(|e| Failure::lua(&e)),
@@ -283,6 +283,27 @@ mod tests {
                 Setter("name".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_method_with_access_rw_is_read_without_and_written_with_the_value() {
+        let lua = mlua::Lua::new();
+        let obj: LuaValue = lua
+            .load(
+                "local o = {v = 1}
+                 function o:value(...)
+                     if select('#', ...) > 0 then self.v = ... end
+                     return self.v
+                 end
+                 return o",
+            )
+            .eval()
+            .unwrap();
+        let (p, _) = Path::parse("value()").unwrap();
+        assert_eq!(p.read(obj.clone()).unwrap(), LuaValue::Integer(1));
+        p.write(obj.clone(), Access::RW, LuaValue::Integer(5))
+            .unwrap();
+        assert_eq!(p.read(obj).unwrap(), LuaValue::Integer(5));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! Lua values for writes.
 //!
 //! Lua → JSON: strings, numbers (integers stay integers), booleans and nil pass through; a
-//! non-empty sequence without a type is an array, element-wise; every other table is an object
+//! non-empty sequence without a type is an array, element-wise (so is an empty table whose
+//! metatable has `__array = true`, as `lua.ViewList`'s `items` has); every other table is an object
 //! reference; functions, userdata and threads have no JSON form and become null. Arrays nest,
 //! so a self-containing array would recurse forever: nesting is cut at [`MAX_VALUE_DEPTH`] and
 //! reported as an error instead.
@@ -49,11 +50,28 @@ fn to_json_at(objects: &ObjectRegistry, value: &LuaValue, depth: usize) -> Resul
 }
 
 /// The elements of `t` when it is an array: a sequence (see [`crate::sequence`]) without a
-/// type; `None` for anything that is an object.
+/// type, or an empty table marked as an array; `None` for anything that is an object.
 fn array_items(t: &Table) -> Option<Vec<LuaValue>> {
+    if t.raw_len() == 0 {
+        return marked_array(t).then(Vec::new);
+    }
     // The sequence check first: it is cheap for the common object (no array part).
     let items = sequence(t)?;
     table_type(t).is_none().then_some(items)
+}
+
+/// Whether the table's metatable says it is an array even when empty (`__array = true`) and it
+/// has no fields at all.
+fn marked_array(t: &Table) -> bool {
+    let marked = t.metatable().is_some_and(|mt| {
+        matches!(
+            mt.raw_get::<LuaValue>("__array"),
+            Ok(LuaValue::Boolean(true))
+        )
+    });
+    marked
+        && t.for_each::<LuaValue, LuaValue>(|_, _| Err(mlua::Error::runtime("field")))
+            .is_ok()
 }
 
 /// The table's type name: `getmetatable(t).type`, else `t.type`, when it is a string.

@@ -4,14 +4,16 @@
 //! - A class name is looked up in the `session:prototype` registry first, then as a global
 //!   table (`Name`, or `a.b.Name` walked through nested tables). Lookups are raw, so finding a
 //!   class never runs app code.
+//! - The built-in `lua.ViewList` and `lua.ViewListItem` come before everything else
+//!   (see [`super::viewlist`]).
 //! - `wrapper=Type`: `Type:new(variable)` gets a [`VariableHandle`] (userdata with `getValue()`,
-//!   `getWrapper()`, `getProperty(name)`, `setProperty(name, value)` and `getId()`). During
-//!   the call `getWrapper()` still returns the previous wrapper, so a constructor can return it
-//!   to keep its state. One handle per variable, made on first use, so constructors can compare
-//!   it with one they kept.
+//!   `getWrapper()`, `getProperty(name)`, `setProperty(name, value)` and `getId()`) once; the
+//!   instance is then reused for the variable and re-synced when the value changes
+//!   ([`Tracker::resync_wrapper`]). One handle per variable, made on first use, so a wrapper
+//!   can compare it with one it kept.
 //! - A wrapper's `destroy()` (if it has one) runs when its variable is destroyed (by the tab,
-//!   by the app, or when the tab closes), and when a constructor returns a different object
-//!   than the wrapper it replaces. Errors in `destroy()` are logged: the variable is gone
+//!   by the app, or when the tab closes), and when its variable's `wrapper` property changes
+//!   to another type. Errors in `destroy()` are logged: the variable is gone
 //!   either way, and there may be nobody left to tell.
 //!
 //! Like everywhere in the tracker, no borrow of its state is held while Lua runs.
@@ -44,6 +46,9 @@ impl Tracker {
     /// The class named `name`: a registered prototype, else a global table (dotted names walk
     /// nested tables).
     pub fn resolve_class(&self, name: &str) -> Option<Table> {
+        if let Some(builtin) = self.builtin_class(name) {
+            return Some(builtin);
+        }
         let registered = self.inner.prototypes.borrow().clone();
         if let Some(proto) = registered.and_then(|p| p.get(name)) {
             return Some(proto);
@@ -119,6 +124,27 @@ impl Tracker {
             }
         };
         self.instantiate("wrapper", type_name, LuaValue::UserData(handle))
+    }
+
+    /// Tells an existing wrapper that its variable's underlying value is now `raw`: sets
+    /// `wrapper.value = raw` and calls `wrapper:sync()` if it has one, as ui-engine does. The
+    /// handle's `getValue()` sees `raw` meanwhile. Errors are logged: the wrapper stays.
+    pub(crate) fn resync_wrapper(&self, key: VarKey, wrapper: &LuaValue, raw: &LuaValue) {
+        if let Ok(mut st) = self.state() {
+            if let Some(var) = st.vars.get_mut(&key) {
+                var.raw = Some(raw.clone());
+            }
+        }
+        let LuaValue::Table(t) = wrapper else { return };
+        let synced =
+            t.set("value", raw.clone())
+                .and_then(|()| match t.get::<LuaValue>("sync")? {
+                    LuaValue::Function(f) => f.call::<()>(t.clone()),
+                    _ => Ok(()),
+                });
+        if let Err(e) = synced {
+            tracing::warn!(target: "lua", var = key.id, "wrapper sync failed: {}", super::lua_message(&e));
+        }
     }
 
     /// Calls `destroy()` on the wrappers of destroyed variables, in the order they went

@@ -158,19 +158,22 @@ fn create_with_an_unknown_type_is_not_found_and_creates_nothing() {
     assert_error(&msgs[1], 4, ErrorCode::LuaError, "cannot build");
 }
 
-/// Wrappers: `Summary` keeps itself across changes; `Fresh` is made anew every time and
-/// logs its `destroy()`; `Nothing` declines to wrap.
+/// Wrappers: `Summary` is made once and re-synced when the array changes; `Fresh` logs its
+/// `destroy()`; `Nothing` declines to wrap; `Broken` fails.
 const WRAPPERS: &str = r#"
 constructed = 0
 Summary = session:prototype("Summary", {total = 0, calls = 0})
 function Summary:new(variable)
     constructed = constructed + 1
-    local w = variable:getWrapper() or session:create(self, {})
-    w.calls = w.calls + 1
-    local total = 0
-    for _, n in ipairs(variable:getValue()) do total = total + n end
-    w.total = total
+    local w = session:create(self, {value = variable:getValue()})
+    w:sync()
     return w
+end
+function Summary:sync()
+    self.calls = self.calls + 1
+    local total = 0
+    for _, n in ipairs(self.value) do total = total + n end
+    self.total = total
 end
 
 log = {}
@@ -182,17 +185,21 @@ end
 function Fresh:destroy() log[#log + 1] = "destroyed " .. self.n end
 
 Nothing = {new = function() return nil end}
+Broken = {new = function() error("cannot wrap") end}
 
 Tagged = session:prototype("Tagged", {})
 function Tagged:new(variable)
-    local w = variable:getWrapper() or session:create(self, {})
+    local w = session:create(self, {})
     w.label = variable:getProperty("label")
     w.id = variable:getId()
-    w.sameHandle = w.handle == nil or w.handle == variable
     w.handle = variable
     lastHandle = variable
     variable:setProperty("seen", #variable:getValue())
     return w
+end
+function Tagged:sync()
+    self.sameHandle = self.handle == lastHandle
+    self.handle:setProperty("seen", #self.handle:getValue())
 end
 
 app = {numbers = {1, 2, 3}, other = 1}
@@ -227,8 +234,8 @@ fn a_wrapper_stands_in_for_the_value_and_can_keep_itself_when_it_changes() {
     assert!(t.run("app.other = 2").is_empty());
     assert_eq!(t.eval::<i64>("return constructed"), 1);
 
-    // The array changes in place, then is replaced: the constructor runs each time and
-    // returns the same wrapper, so the variable's value stays put while its children move.
+    // The array changes in place, then is replaced: the same wrapper is given the new value
+    // and synced, so the variable's value stays put while its children move.
     let msgs = for_tab(&t.run("table.insert(app.numbers, 4)"), 1);
     assert_eq!(last_value(&msgs, 3), Some(Value::Int(10)));
     assert_eq!(last_value(&msgs, 4), Some(Value::Int(2)));
@@ -236,7 +243,7 @@ fn a_wrapper_stands_in_for_the_value_and_can_keep_itself_when_it_changes() {
     let msgs = for_tab(&t.run("app.numbers = {5}"), 1);
     assert_eq!(last_value(&msgs, 3), Some(Value::Int(5)));
     assert_eq!(last_value(&msgs, 4), Some(Value::Int(3)));
-    assert_eq!(t.eval::<i64>("return constructed"), 3);
+    assert_eq!(t.eval::<i64>("return constructed"), 1, "never rebuilt");
 
     // A `get` answers with the wrapper too.
     let msgs = t.send(
@@ -250,7 +257,7 @@ fn a_wrapper_stands_in_for_the_value_and_can_keep_itself_when_it_changes() {
 }
 
 #[test]
-fn a_replaced_wrapper_is_destroyed_and_nil_means_no_wrapper() {
+fn a_wrapper_is_reused_a_new_wrapper_type_replaces_it_and_nil_or_failure_means_none() {
     let mut t = wrapped_app();
     let msgs = t.send(
         1,
@@ -258,25 +265,51 @@ fn a_replaced_wrapper_is_destroyed_and_nil_means_no_wrapper() {
             bind(2, 1, "numbers?wrapper=Fresh", &[]),
             bind(3, 2, "n", &[]),
             bind(4, 1, "numbers?wrapper=Nothing", &[]),
+            bind(5, 1, "numbers?wrapper=Broken", &[]),
+            bind(6, 1, "numbers?wrapper=Nope", &[]),
         ],
     );
     let first = value_of(&msgs[0], 2).unwrap();
     assert_eq!(property_of(&msgs[0], 2, "type").as_deref(), Some("Fresh"));
     assert_eq!(last_value(&msgs, 3), Some(Value::Int(3)));
-    assert_eq!(
-        last_value(&msgs, 4),
-        Some(Value::Array(vec![
-            Value::Int(1),
-            Value::Int(2),
-            Value::Int(3)
-        ])),
-        "a constructor returning nil leaves the value as it is"
+    let raw = Some(Value::Array(vec![
+        Value::Int(1),
+        Value::Int(2),
+        Value::Int(3),
+    ]));
+    // Returning nil, failing, or an unknown type: no wrapper, the value as it is, no error.
+    assert_eq!(last_value(&msgs, 4), raw, "nil");
+    assert_eq!(last_value(&msgs, 5), raw, "a failing constructor");
+    assert_eq!(last_value(&msgs, 6), raw, "an unknown type");
+    assert!(
+        !msgs
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Error { .. })),
+        "{msgs:?}"
     );
 
+    // The value changes: the same wrapper object (it has no sync(); its `value` is updated).
     let msgs = for_tab(&t.run("table.insert(app.numbers, 9)"), 1);
+    assert_eq!(last_value(&msgs, 2), None, "the same wrapper");
+    assert!(t.eval::<bool>("return #log == 0"));
+
+    // The `wrapper` property names another type: a new wrapper, the old one destroyed.
+    let msgs = t.send(
+        1,
+        vec![protocol::browser::ClientMessage::Update {
+            var_id: 2,
+            value: None,
+            properties: vec![("wrapper".into(), "Summary".into())],
+        }],
+    );
     let second = last_value(&msgs, 2).unwrap();
     assert_ne!(first, second, "a new wrapper object");
-    assert_eq!(last_value(&msgs, 3), Some(Value::Int(4)));
+    assert_eq!(
+        msgs.iter()
+            .find_map(|m| property_of(m, 2, "type"))
+            .as_deref(),
+        Some("Summary")
+    );
     assert_eq!(t.eval::<Vec<String>>("return log"), ["destroyed 3"]);
 }
 
@@ -332,7 +365,6 @@ fn the_variable_handle_reads_and_sets_the_variable() {
             bind(2, 1, "numbers", &[("wrapper", "Tagged"), ("label", "Nums")]),
             bind(3, 2, "label", &[]),
             bind(4, 2, "id", &[]),
-            bind(5, 2, "sameHandle", &[]),
         ],
     );
     assert_eq!(
@@ -351,11 +383,6 @@ fn the_variable_handle_reads_and_sets_the_variable() {
         Some("4"),
         "a property set by the wrapper reaches the tab as a change"
     );
-    assert_eq!(
-        last_value(&msgs, 5),
-        None,
-        "still true: the same handle every time"
-    );
     assert!(t.eval::<bool>("return lastHandle:getValue() == app.numbers"));
 
     // Once the variable is gone the handle answers nil, and its id stays.
@@ -364,11 +391,4 @@ fn the_variable_handle_reads_and_sets_the_variable() {
         "return lastHandle:getValue() == nil and lastHandle:getWrapper() == nil
             and lastHandle:getId() == 2 and tostring(lastHandle) == 'variable 2'"
     ));
-}
-
-#[test]
-fn an_unknown_wrapper_type_is_not_found() {
-    let mut t = wrapped_app();
-    let msgs = t.send(1, vec![bind(2, 1, "numbers?wrapper=Nope", &[])]);
-    assert_error(&msgs[0], 2, ErrorCode::NotFound, "Nope");
 }

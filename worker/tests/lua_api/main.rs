@@ -12,3 +12,4 @@ mod tabs;
 mod timers;
 mod ui;
 mod viewdefs;
+mod viewlist;

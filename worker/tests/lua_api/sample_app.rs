@@ -66,7 +66,7 @@ fn the_task_board_runs_and_ships_templates_for_its_types() {
     assert_eq!(
         last_value(&msgs, 10),
         Some(Value::Int(2)),
-        "the column's array changed: the constructor ran and kept its wrapper"
+        "the column's array changed: the wrapper was synced"
     );
     assert_eq!(
         t.eval::<i64>("return session:getApp().columns[2]:count()"),
