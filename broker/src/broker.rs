@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,10 +13,10 @@ use protocol::ipc::BrokerToWorker;
 
 use crate::config::Config;
 use crate::manager::{CreateError, SessionManager};
-use crate::metrics::Metrics;
-use crate::reaper::Reaper;
+use crate::metrics::metrics;
+use crate::reaper::{Exit, Reaper};
 use crate::server::{Server, StartError};
-use crate::session::{close, Lifecycle, Session};
+use crate::session::{EndCause, Lifecycle, Session};
 use crate::worker_handle::{Ending, WorkerHandle};
 
 /// Sessions closed for good that a URL can still explain; the oldest are forgotten past this.
@@ -35,9 +34,8 @@ impl Broker {
     pub fn new(config: Config, app_dir: PathBuf, reaper: Reaper) -> std::io::Result<Arc<Broker>> {
         let config = Arc::new(config);
         let server = Arc::new(Server::new(config.clone(), app_dir, reaper)?);
-        let metrics = Arc::new(Metrics::default());
         let broker = Arc::new(Broker {
-            manager: SessionManager::new(config.max_sessions, config.max_pending_sessions, metrics),
+            manager: SessionManager::new(config.max_sessions, config.max_pending_sessions),
             config,
             server,
             tombstones: Mutex::default(),
@@ -55,10 +53,6 @@ impl Broker {
                 })
             }));
         Ok(broker)
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.manager.metrics
     }
 
     pub async fn create_session(&self) -> Result<Arc<Session>, CreateError> {
@@ -112,37 +106,52 @@ impl Broker {
         };
         let lifetime_ms = handle.started.elapsed().as_millis() as u64;
         let crashes = session.worker_ended(handle, &how);
+        let exit_cause = match (crashes, ending.exit, &ending.killed_because) {
+            (0, _, _) => "stopped",
+            (_, _, Some(_)) => "killed",
+            (_, Exit::Code(_), None) => "crash",
+            (_, Exit::Signal(Signal::SIGXCPU | Signal::SIGXFSZ), None) => "limit",
+            (_, Exit::Signal(_), None) => "signal",
+        };
+        metrics()
+            .worker_exits
+            .get_or_create(&[("cause", exit_cause)])
+            .inc();
         if crashes == 0 {
             tracing::info!(session = %session.id, vended = session.vended_id, pid = handle.pid,
                 lifetime_ms, ended = %how, "session worker stopped");
             return;
         }
-        self.metrics().crashes.fetch_add(1, Ordering::Relaxed);
+        metrics().worker_crashes.inc();
         tracing::warn!(session = %session.id, vended = session.vended_id, pid = handle.pid,
             lifetime_ms, ended = %how, crashes_last_minute = crashes, "session worker crashed");
         if crashes > self.config.max_crashes {
             let why = format!("its worker crashed {crashes} times within a minute (last: {how})");
-            session.begin_ending(&why, close::SERVER_ERROR);
-            self.forget(session, why);
+            session.begin_ending(&why, EndCause::Crashes.close_code());
+            self.forget(session, EndCause::Crashes, why);
         }
     }
 
     /// Removes a session for good and remembers why for its URL.
-    fn forget(&self, session: &Session, why: String) {
+    fn forget(&self, session: &Session, cause: EndCause, why: String) {
         if self.manager.remove(&session.id).is_some() {
-            self.metrics().ended.fetch_add(1, Ordering::Relaxed);
+            metrics()
+                .sessions_ended
+                .get_or_create(&[("cause", cause.as_str())])
+                .inc();
             tracing::info!(session = %session.id, vended = session.vended_id,
-                age_ms = session.created.elapsed().as_millis() as u64, ended = %why,
-                "session ended");
+                age_ms = session.created.elapsed().as_millis() as u64, cause = cause.as_str(),
+                ended = %why, "session ended");
             self.bury(&session.id, why);
         }
     }
 
-    /// Destroys a session: tabs closed with `code`, worker asked to stop, then SIGTERM at half
-    /// of `grace`, SIGKILL at its end; returns once the worker is reaped (or was never there).
-    pub async fn destroy_session(&self, session: &Arc<Session>, why: String, code: u16) {
-        let worker = session.begin_ending(&why, code);
-        self.forget(session, why);
+    /// Destroys a session: tabs closed with the cause's code and `why`, worker asked to stop,
+    /// then SIGTERM at half of `grace`, SIGKILL at its end; returns once the worker is reaped
+    /// (or was never there).
+    pub async fn destroy_session(&self, session: &Arc<Session>, cause: EndCause, why: String) {
+        let worker = session.begin_ending(&why, cause.close_code());
+        self.forget(session, cause, why);
         if let Some(worker) = worker {
             stop_worker(&worker, self.config.shutdown_grace).await;
         }
@@ -152,8 +161,8 @@ impl Broker {
     pub async fn cull(&self) {
         let adoption = Config::opt(self.config.adoption_timeout);
         let idle = Config::opt(self.config.idle_timeout);
-        for (session, why) in self.manager.expired(adoption, idle) {
-            self.destroy_session(&session, why, close::GOING_AWAY).await;
+        for (session, cause, why) in self.manager.expired(adoption, idle) {
+            self.destroy_session(&session, cause, why).await;
         }
     }
 
@@ -174,7 +183,7 @@ impl Broker {
         let sessions = self.manager.all();
         tracing::info!(sessions = sessions.len(), "shutting down");
         let ends = sessions.iter().map(|s| {
-            self.destroy_session(s, "the server is shutting down".into(), close::GOING_AWAY)
+            self.destroy_session(s, EndCause::Shutdown, "the server is shutting down".into())
         });
         futures_util::future::join_all(ends).await;
         spares.await;

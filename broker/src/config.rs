@@ -87,6 +87,11 @@ pub struct Config {
     #[arg(long, env = "LUABROKER_SPARE_WORKERS", default_value_t = 4)]
     pub spare_workers: usize,
 
+    /// Serve `/metrics` (and the probes) on this address instead of the main one, so that the
+    /// public port does not expose them. Prints `metrics on http://ADDR:PORT`.
+    #[arg(long, env = "LUABROKER_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Outgoing frames queued for one tab; a tab that falls this far behind is disconnected.
     #[arg(long, env = "LUABROKER_TAB_QUEUE_LIMIT", default_value_t = 1024)]
     pub tab_queue_limit: usize,

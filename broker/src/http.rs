@@ -16,16 +16,23 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use crate::broker::Broker;
+use crate::health;
 use crate::manager::{is_session_id, CreateError};
 use crate::page;
+use crate::scrape;
 use crate::server::StartError;
 use crate::session::Session;
 use crate::ws;
 
 pub fn router(broker: Arc<Broker>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(create_session))
-        .route("/metrics", get(metrics))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+    if broker.config.metrics_listen.is_none() {
+        router = router.route("/metrics", get(scrape::serve));
+    }
+    router
         .route("/ws/{id}", get(ws::upgrade))
         .route("/_luabroker/{file}", get(page_asset))
         .route("/{id}", get(session_page))
@@ -85,13 +92,6 @@ async fn page_asset(
         body,
     )
         .into_response()
-}
-
-async fn metrics(State(broker): State<Arc<Broker>>) -> Response {
-    let body = broker
-        .metrics()
-        .render(broker.manager.live(), broker.server.workers().len());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn session_page(

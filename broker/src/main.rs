@@ -4,12 +4,15 @@
 mod app_dir;
 mod broker;
 mod config;
+mod health;
 mod hotload;
 mod http;
 mod manager;
 mod metrics;
 mod page;
+mod proc_stats;
 mod reaper;
+mod scrape;
 mod server;
 mod session;
 mod shutdown;
@@ -71,6 +74,10 @@ async fn run(config: Config) -> std::io::Result<()> {
             std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
         })?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(bind(at, "--metrics-listen").await?),
+        None => None,
+    };
     let broker = Broker::new(config, app.path().to_path_buf(), reaper)?;
 
     if !broker.config.no_zygote {
@@ -96,19 +103,33 @@ async fn run(config: Config) -> std::io::Result<()> {
         });
     let server = tokio::spawn(async move { server.await });
 
+    if let Some(listener) = metrics_listener {
+        let at = listener.local_addr()?;
+        let router = scrape::router(broker.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        println!("metrics on http://{at}");
+    }
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
 
     let signal = shutdown::signalled().await;
     tracing::info!("{signal} received: stopping");
-    let _ = stop_accepting.send(());
+    // HTTP is still served while sessions drain, so that /readyz can say "shutting down" and
+    // a load balancer stops sending new users here; GET / meanwhile answers 503.
     broker.shutdown().await;
+    let _ = stop_accepting.send(());
     maintenance.abort();
     // Plain HTTP requests still in flight get a moment to finish; tabs are already closed.
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     broker.server.close();
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn bind(at: std::net::SocketAddr, what: &str) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{what}: cannot listen on {at}: {e}")))
 }
 
 /// Culls unattended sessions and pings workers, forever.

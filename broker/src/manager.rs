@@ -10,11 +10,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::metrics::Metrics;
+use crate::metrics::metrics;
 use crate::server::StartError;
-use crate::session::Session;
+use crate::session::{EndCause, Session};
 
 pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), StartError>> + Send>>;
 pub type SessionHook = Box<dyn Fn(Arc<Session>) -> HookFuture + Send + Sync>;
@@ -39,7 +39,6 @@ pub struct SessionManager {
     max_sessions: usize,
     max_pending: usize,
     on_session_created: OnceLock<SessionHook>,
-    pub metrics: Arc<Metrics>,
 }
 
 /// Undoes a "creating" reservation however creation ends.
@@ -52,7 +51,7 @@ impl Drop for Reservation<'_> {
 }
 
 impl SessionManager {
-    pub fn new(max_sessions: usize, max_pending: usize, metrics: Arc<Metrics>) -> SessionManager {
+    pub fn new(max_sessions: usize, max_pending: usize) -> SessionManager {
         SessionManager {
             sessions: Mutex::default(),
             next_vended: AtomicU64::new(1),
@@ -61,7 +60,6 @@ impl SessionManager {
             max_sessions,
             max_pending,
             on_session_created: OnceLock::new(),
-            metrics,
         }
     }
 
@@ -83,18 +81,23 @@ impl SessionManager {
 
     /// Creates a session and runs the hook; the session is reachable only if that succeeds.
     pub async fn create_session(&self) -> Result<Arc<Session>, CreateError> {
+        let started = Instant::now();
         if self.closing.load(Ordering::Acquire) {
+            metrics().sessions_refused.inc();
+            metrics().refused("shutting_down");
             return Err(CreateError::Closing);
         }
         let creating = self.creating.fetch_add(1, Ordering::AcqRel) + 1;
         let _reservation = Reservation(&self.creating);
         if creating > self.max_pending {
-            self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            metrics().sessions_refused.inc();
+            metrics().refused("pending_cap");
             return Err(CreateError::Busy(self.max_pending));
         }
         // Sessions being created count against the cap too, so a burst cannot overshoot it.
         if self.live() + creating > self.max_sessions {
-            self.metrics.refused.fetch_add(1, Ordering::Relaxed);
+            metrics().sessions_refused.inc();
+            metrics().refused("session_cap");
             return Err(CreateError::Full(self.max_sessions));
         }
         let session = Arc::new(Session::new(
@@ -106,7 +109,7 @@ impl SessionManager {
             .get()
             .expect("on_session_created is set at start-up");
         if let Err(e) = hook(session.clone()).await {
-            self.metrics.failed.fetch_add(1, Ordering::Relaxed);
+            metrics().sessions_failed.inc();
             return Err(e.into());
         }
         if self.closing.load(Ordering::Acquire) {
@@ -114,7 +117,10 @@ impl SessionManager {
             return Err(CreateError::Closing);
         }
         self.lock().insert(session.id.clone(), session.clone());
-        self.metrics.created.fetch_add(1, Ordering::Relaxed);
+        metrics().sessions_created.inc();
+        metrics()
+            .session_creation_seconds
+            .observe(started.elapsed().as_secs_f64());
         Ok(session)
     }
 
@@ -134,6 +140,21 @@ impl SessionManager {
         self.lock().len()
     }
 
+    /// Sessions being created right now (counted against both caps).
+    pub fn creating(&self) -> usize {
+        self.creating.load(Ordering::Acquire)
+    }
+
+    /// (`--max-sessions`, `--max-pending-sessions`).
+    pub fn caps(&self) -> (usize, usize) {
+        (self.max_sessions, self.max_pending)
+    }
+
+    /// Shutdown has begun: no new sessions.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
     pub fn all(&self) -> Vec<Arc<Session>> {
         self.lock().values().cloned().collect()
     }
@@ -143,10 +164,13 @@ impl SessionManager {
         &self,
         adoption: Option<Duration>,
         idle: Option<Duration>,
-    ) -> Vec<(Arc<Session>, String)> {
+    ) -> Vec<(Arc<Session>, EndCause, String)> {
         self.lock()
             .values()
-            .filter_map(|s| s.expired(adoption, idle).map(|why| (s.clone(), why)))
+            .filter_map(|s| {
+                s.expired(adoption, idle)
+                    .map(|(cause, why)| (s.clone(), cause, why))
+            })
             .collect()
     }
 }

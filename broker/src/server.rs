@@ -138,6 +138,18 @@ impl Server {
         self.spares.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// (spares ready, spares being started), for readiness and metrics.
+    pub fn spares(&self) -> (usize, usize) {
+        let ready = self.lock_spares().len();
+        (ready, self.spares_coming.load(Ordering::Acquire))
+    }
+
+    /// Whether workers are forked from a live zygote (false after it died, or with
+    /// `--no-zygote`).
+    pub fn zygote_up(&self) -> bool {
+        self.reaper.zygote().is_some()
+    }
+
     /// Tops the spare pool up to `--spare-workers`, in the background.
     pub fn refill_spares(self: &Arc<Self>) {
         let target = self.config.spare_workers;

@@ -14,6 +14,7 @@ use protocol::ipc::TabId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::metrics;
 use crate::worker_handle::WorkerHandle;
 
 /// What the broker sends down one tab's WebSocket.
@@ -30,6 +31,38 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// The session's worker crashed or the session was closed.
     pub const SERVER_ERROR: u16 = 1011;
+}
+
+/// Why a session was removed for good (the `cause` label of `luabroker_sessions_ended_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndCause {
+    /// No tab for `--idle-timeout`.
+    Idle,
+    /// No tab ever connected within `--adoption-timeout`.
+    Unadopted,
+    /// Its worker crashed more than `--max-crashes` times within a minute.
+    Crashes,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl EndCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndCause::Idle => "idle",
+            EndCause::Unadopted => "unadopted",
+            EndCause::Crashes => "crashes",
+            EndCause::Shutdown => "shutdown",
+        }
+    }
+
+    /// The WebSocket close code its tabs get.
+    pub fn close_code(self) -> u16 {
+        match self {
+            EndCause::Idle | EndCause::Unadopted | EndCause::Shutdown => close::GOING_AWAY,
+            EndCause::Crashes => close::SERVER_ERROR,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +185,11 @@ impl Session {
         self.lock().tabs.get(&tab).map(|t| t.queue.clone())
     }
 
+    /// Tabs connected right now.
+    pub fn tab_count(&self) -> usize {
+        self.lock().tabs.len()
+    }
+
     pub fn detach_tab(&self, tab: TabId) {
         let mut inner = self.lock();
         if inner.tabs.remove(&tab).is_some() && inner.tabs.is_empty() {
@@ -169,9 +207,12 @@ impl Session {
         let Some(t) = inner.tabs.get(&tab) else {
             return; // the tab left while the worker was answering it
         };
-        match t.queue.try_send(TabOut::Text(encode_frame(messages))) {
-            Ok(()) => {}
+        let text = encode_frame(messages);
+        let bytes = text.len();
+        match t.queue.try_send(TabOut::Text(text)) {
+            Ok(()) => metrics().to_browser_bytes(bytes),
             Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics().limit_hit("tab_queue");
                 tracing::warn!(session = %self.id, tab, "tab is not reading; disconnecting it");
                 t.kick.cancel();
                 inner.tabs.remove(&tab);
@@ -251,7 +292,11 @@ impl Session {
 
     /// Whether the session has gone unattended past a deadline: never adopted within
     /// `adoption`, or without tabs for `idle`. Returns the reason.
-    pub fn expired(&self, adoption: Option<Duration>, idle: Option<Duration>) -> Option<String> {
+    pub fn expired(
+        &self,
+        adoption: Option<Duration>,
+        idle: Option<Duration>,
+    ) -> Option<(EndCause, String)> {
         let inner = self.lock();
         if !inner.tabs.is_empty() || matches!(inner.state, Lifecycle::Ending { .. }) {
             return None;
@@ -260,12 +305,13 @@ impl Session {
         if !inner.adopted {
             if let Some(limit) = adoption {
                 if unattended >= limit {
-                    return Some(format!("no tab connected within {limit:?}"));
+                    let why = format!("no tab connected within {limit:?}");
+                    return Some((EndCause::Unadopted, why));
                 }
             }
         } else if let Some(limit) = idle {
             if unattended >= limit {
-                return Some(format!("no tab connected for {limit:?}"));
+                return Some((EndCause::Idle, format!("no tab connected for {limit:?}")));
             }
         }
         None

@@ -16,6 +16,7 @@ use protocol::codec::CodecError;
 use protocol::ipc::{BrokerToWorker, DebugVariable, WorkerToBroker};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::metrics::metrics;
 use crate::reaper::{Exit, Reaper};
 use crate::session::Session;
 use crate::worker_socket::Link;
@@ -187,6 +188,7 @@ impl WorkerHandle {
         match msg {
             WorkerToBroker::Send(batches) => {
                 for batch in batches {
+                    metrics().to_browser(&batch.messages);
                     session.deliver(batch.tab, &batch.messages);
                 }
             }

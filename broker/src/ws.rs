@@ -19,6 +19,7 @@ use protocol::limits::MAX_BROWSER_FRAME;
 use tokio::sync::mpsc;
 
 use crate::broker::Broker;
+use crate::metrics::metrics;
 use crate::session::{close, Attached, Lifecycle, Session, TabOut};
 
 /// Frames larger than the protocol limit are still read (up to this) so the tab gets a `limit`
@@ -130,6 +131,10 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
                 }
             };
             let (refusals, frame) = match parse_frame(text.as_str()) {
+                Err(e) if e.code == ErrorCode::Limit => {
+                    metrics().limit_hit("browser_frame");
+                    (vec![e.into_message()], None)
+                }
                 Ok(frame) => {
                     let mut refusals = Vec::new();
                     let mut messages = Vec::with_capacity(frame.messages.len());
@@ -147,6 +152,7 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
                 queue_reply(&replies, encode_frame(&refusals)).await;
             }
             if let Some((user_event, messages)) = frame {
+                metrics().to_worker(messages.len(), text.len());
                 if !messages.is_empty()
                     && !worker
                         .send(BrokerToWorker::Frame {

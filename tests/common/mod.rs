@@ -23,7 +23,18 @@ pub struct Broker {
     pub addr: String,
     pub pid: i32,
     log: Arc<Mutex<String>>,
+    /// Everything the broker printed on stdout.
+    out: Arc<Mutex<String>>,
     _app: Option<tempfile::TempDir>,
+}
+
+/// How to start the broker beyond its flags: extra environment, working directory.
+#[derive(Default)]
+pub struct Launch<'a> {
+    pub env: &'a [(&'a str, &'a str)],
+    pub dir: Option<&'a std::path::Path>,
+    /// Run this executable instead of the one cargo built (e.g. an installed copy).
+    pub bin: Option<&'a std::path::Path>,
 }
 
 /// Writes a Lua app (file name → source) into a fresh directory.
@@ -49,7 +60,20 @@ impl Broker {
     }
 
     fn launch(app: Option<tempfile::TempDir>, args: &[&str]) -> Broker {
-        let mut cmd = Command::new(BIN);
+        Self::launch_with(app, args, Launch::default())
+    }
+
+    /// Starts the broker with the default app, extra flags and environment / directory.
+    pub fn start_with(args: &[&str], how: Launch) -> Broker {
+        Self::launch_with(None, args, how)
+    }
+
+    fn launch_with(app: Option<tempfile::TempDir>, args: &[&str], how: Launch) -> Broker {
+        let mut cmd = Command::new(how.bin.map_or(BIN.as_ref(), |b| b.as_os_str()));
+        cmd.envs(how.env.iter().copied());
+        if let Some(dir) = how.dir {
+            cmd.current_dir(dir);
+        }
         cmd.arg("--listen").arg("127.0.0.1:0");
         if let Some(dir) = &app {
             cmd.arg("--lua-dir").arg(dir.path());
@@ -73,8 +97,15 @@ impl Broker {
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(String::new()));
+        let printed = out.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                {
+                    let mut out = printed.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
                 if let Some(addr) = line.strip_prefix("listening on http://") {
                     let _ = tx.send(addr.to_string());
                 }
@@ -88,8 +119,19 @@ impl Broker {
             addr,
             pid,
             log,
+            out,
             _app: app,
         }
+    }
+
+    /// The rest of the first stdout line that starts with `prefix` (e.g. `metrics on http://`).
+    /// The broker prints its other addresses before `listening on`, so no wait is needed.
+    pub fn printed(&self, prefix: &str) -> String {
+        let out = self.out.lock().unwrap();
+        out.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no stdout line starting with {prefix:?} in:\n{out}"))
+            .to_string()
     }
 
     pub fn url(&self, path: &str) -> String {
