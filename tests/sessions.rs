@@ -391,3 +391,93 @@ async fn a_dead_zygote_takes_its_workers_and_the_broker_carries_on_by_exec() {
     assert_eq!(parent_of(fresh[0]), broker.pid, "exec'd by the broker now");
     assert!(descendants(broker.pid).iter().all(|p| !is_zombie(*p)));
 }
+
+/// The zygote itself, driven over its pipes as the broker drives it: a refused request is
+/// answered as refused, and the next request still gets its own, real, child.
+#[test]
+fn a_refused_fork_request_does_not_take_the_next_requests_pid() {
+    use protocol::zygote::{BrokerToZygote, ExitStatus, ZygoteToBroker};
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+
+    let dir = tempfile::tempdir().unwrap();
+    // No broker listens there: each forked worker fails to connect and exits (SETUP, 2).
+    let socket = dir.path().join("nobody.sock");
+    let mut zygote = Command::new(env!("CARGO_BIN_EXE_luabroker"))
+        .arg(protocol::launch::ZYGOTE_ARG)
+        .env(protocol::launch::ENV_SOCKET, &socket)
+        .env(protocol::launch::ENV_PARENT, std::process::id().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut requests = zygote.stdin.take().unwrap();
+    let mut answers_pipe = zygote.stdout.take().unwrap();
+    let (tx, answers) = mpsc::channel();
+    std::thread::spawn(move || loop {
+        let mut len = [0u8; 4];
+        if answers_pipe.read_exact(&mut len).is_err() {
+            return;
+        }
+        let mut payload = vec![0u8; u32::from_le_bytes(len) as usize];
+        answers_pipe.read_exact(&mut payload).unwrap();
+        let answer: ZygoteToBroker = protocol::codec::decode_payload(&payload).unwrap();
+        if tx.send(answer).is_err() {
+            return;
+        }
+    });
+    let mut exits = Vec::new();
+    let mut ask = |request: BrokerToZygote| -> ZygoteToBroker {
+        requests
+            .write_all(&protocol::codec::encode_frame(&request).unwrap())
+            .unwrap();
+        loop {
+            match answers.recv_timeout(DEADLINE).expect("the zygote answers") {
+                ZygoteToBroker::Exited { pid, status } => exits.push((pid, status)),
+                answer => return answer,
+            }
+        }
+    };
+
+    let ZygoteToBroker::Forked { request: 1, pid: a } = ask(BrokerToZygote::Fork {
+        request: 1,
+        token: [1; 32],
+    }) else {
+        panic!("the first request was not forked");
+    };
+    let refused = ask(BrokerToZygote::Fork {
+        request: 1,
+        token: [2; 32],
+    });
+    assert!(
+        matches!(&refused, ZygoteToBroker::Refused { request: 1, reason } if reason.contains("request id")),
+        "a reused id is refused, under that id: {refused:?}"
+    );
+    let ZygoteToBroker::Forked { request: 2, pid: b } = ask(BrokerToZygote::Fork {
+        request: 2,
+        token: [3; 32],
+    }) else {
+        panic!("the request after a refusal was not forked");
+    };
+    assert_ne!(a, b, "each request has its own child");
+
+    // Both are real children of the zygote: each is reaped and reported under its own pid.
+    while exits.len() < 2 {
+        match answers
+            .recv_timeout(DEADLINE)
+            .expect("both children are reported")
+        {
+            ZygoteToBroker::Exited { pid, status } => exits.push((pid, status)),
+            other => panic!("unasked answer {other:?}"),
+        }
+    }
+    exits.sort_by_key(|(pid, _)| *pid);
+    let mut expected = vec![(a, ExitStatus::Code(2)), (b, ExitStatus::Code(2))];
+    expected.sort_by_key(|(pid, _)| *pid);
+    assert_eq!(exits, expected);
+
+    drop(requests); // EOF: the zygote exits cleanly
+    assert!(zygote.wait().unwrap().success());
+}

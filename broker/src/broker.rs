@@ -14,7 +14,8 @@ use protocol::ipc::BrokerToWorker;
 use crate::config::Config;
 use crate::manager::{CreateError, SessionManager};
 use crate::metrics::metrics;
-use crate::reaper::{Exit, Reaper};
+use crate::child::Exit;
+use crate::reaper::Reaper;
 use crate::server::{Server, StartError};
 use crate::session::{EndCause, Lifecycle, Session};
 use crate::worker_handle::{Ending, WorkerHandle};
@@ -118,12 +119,12 @@ impl Broker {
             .get_or_create(&[("cause", exit_cause)])
             .inc();
         if crashes == 0 {
-            tracing::info!(session = %session.id, vended = session.vended_id, pid = handle.pid,
+            tracing::info!(session = %session.id, vended = session.vended_id, pid = handle.pid(),
                 lifetime_ms, ended = %how, "session worker stopped");
             return;
         }
         metrics().worker_crashes.inc();
-        tracing::warn!(session = %session.id, vended = session.vended_id, pid = handle.pid,
+        tracing::warn!(session = %session.id, vended = session.vended_id, pid = handle.pid(),
             lifetime_ms, ended = %how, crashes_last_minute = crashes, "session worker crashed");
         if crashes > self.config.max_crashes {
             let why = format!("its worker crashed {crashes} times within a minute (last: {how})");
@@ -193,10 +194,7 @@ impl Broker {
             .iter()
             .map(|w| stop_worker(w, self.config.shutdown_grace));
         futures_util::future::join_all(stops).await;
-        self.server
-            .reaper()
-            .stop_zygote(self.config.shutdown_grace)
-            .await;
+        self.server.stop_zygote(self.config.shutdown_grace).await;
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod app_dir;
 mod broker;
+mod child;
 mod config;
 mod health;
 mod hotload;
@@ -20,6 +21,7 @@ mod spawner;
 mod worker_handle;
 mod worker_socket;
 mod ws;
+mod zygote;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -37,8 +39,8 @@ fn main() -> ExitCode {
     // Worker mode is decided before any flag parsing: a worker inherits the broker's
     // LUABROKER_* environment and must not interpret it.
     match std::env::args_os().nth(1) {
-        Some(a) if a == spawner::WORKER_ARG => return worker::process::run(),
-        Some(a) if a == worker::zygote::ZYGOTE_ARG => return worker::zygote::run(),
+        Some(a) if a == protocol::launch::WORKER_ARG => return worker::process::run(),
+        Some(a) if a == protocol::launch::ZYGOTE_ARG => return worker::zygote::run(),
         _ => {}
     }
     let config = Config::parse();

@@ -42,7 +42,7 @@ async fn sample(broker: &Broker) {
     m.sessions.set(sessions.len() as i64);
     m.tabs
         .set(sessions.iter().map(|s| s.tab_count()).sum::<usize>() as i64);
-    let pids: Vec<i32> = broker.server.workers().iter().map(|w| w.pid).collect();
+    let pids: Vec<i32> = broker.server.workers().iter().map(|w| w.pid()).collect();
     m.workers.set(pids.len() as i64);
     m.spare_workers.set(broker.server.spares().0 as i64);
     let rss = tokio::task::spawn_blocking(move || {

@@ -12,29 +12,29 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use nix::sys::signal::Signal;
+use parking_lot::{Mutex, MutexGuard};
 use protocol::ipc::{BrokerToWorker, LuaLimits, StartSession, WorkerToBroker};
-use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 
+use crate::child::{Child, Exit};
 use crate::config::Config;
-use crate::reaper::{Exit, Reaper};
+use crate::reaper::Reaper;
 use crate::session::Session;
-use crate::spawner::Spawner;
+use crate::spawner::{SpawnError, Spawner};
 use crate::worker_handle::{Ending, WorkerHandle};
-use crate::worker_socket::{token_hex, Link, WorkerSocket};
+use crate::worker_socket::{Link, WorkerSocket};
 
 /// How long a spawned worker may take to connect and say hello.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot start a worker process: {0}")]
-    Spawn(std::io::Error),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
     #[error("the worker ended before it connected ({0})")]
     DiedEarly(Exit),
     #[error("the worker did not connect within {0:?}")]
@@ -53,9 +53,8 @@ pub enum StartError {
 
 /// A started, authenticated worker waiting for its session.
 struct Spare {
-    pid: i32,
+    child: Child,
     link: Link,
-    exit: oneshot::Receiver<Exit>,
 }
 
 pub struct Server {
@@ -63,7 +62,6 @@ pub struct Server {
     app_dir: PathBuf,
     spawner: Spawner,
     socket: WorkerSocket,
-    reaper: Reaper,
     workers: Mutex<HashMap<u64, Arc<WorkerHandle>>>,
     spares: Mutex<Vec<Spare>>,
     /// Spares being started right now (so refills do not overshoot).
@@ -75,13 +73,12 @@ pub struct Server {
 impl Server {
     pub fn new(config: Arc<Config>, app_dir: PathBuf, reaper: Reaper) -> std::io::Result<Server> {
         let socket = WorkerSocket::bind()?;
-        let spawner = Spawner::start(socket.path().to_path_buf(), reaper.clone())?;
+        let spawner = Spawner::start(socket.path().to_path_buf(), reaper)?;
         Ok(Server {
             config,
             app_dir,
             spawner,
             socket,
-            reaper,
             workers: Mutex::default(),
             spares: Mutex::default(),
             spares_coming: AtomicUsize::new(0),
@@ -92,6 +89,11 @@ impl Server {
     /// Switches worker starts to forking from a zygote (see `spawner`).
     pub async fn start_zygote(&self) -> std::io::Result<()> {
         self.spawner.start_zygote().await
+    }
+
+    /// Shutdown: stops the zygote, waiting up to `grace` (see `spawner`).
+    pub async fn stop_zygote(&self, grace: Duration) {
+        self.spawner.stop_zygote(grace).await;
     }
 
     /// Removes the worker socket and its directory. Called at exit.
@@ -105,24 +107,13 @@ impl Server {
         self.refills.close();
         self.refills.wait().await;
         let spares: Vec<Spare> = std::mem::take(&mut *self.lock_spares());
-        let stops = spares.into_iter().map(
-            |Spare {
-                 pid,
-                 link,
-                 mut exit,
-             }| async move {
-                drop(link);
-                if tokio::time::timeout(grace, &mut exit).await.is_err() {
-                    self.reaper.kill(pid, Signal::SIGKILL);
-                    let _ = exit.await;
-                }
-            },
-        );
+        let stops = spares.into_iter().map(|Spare { child, link }| async move {
+            drop(link);
+            if tokio::time::timeout(grace, child.exited()).await.is_err() {
+                child.kill_and_reap().await;
+            }
+        });
         futures_util::future::join_all(stops).await;
-    }
-
-    pub fn reaper(&self) -> &Reaper {
-        &self.reaper
     }
 
     /// Every live worker that serves a session.
@@ -130,12 +121,12 @@ impl Server {
         self.lock().values().cloned().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<WorkerHandle>>> {
-        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<WorkerHandle>>> {
+        self.workers.lock()
     }
 
-    fn lock_spares(&self) -> std::sync::MutexGuard<'_, Vec<Spare>> {
-        self.spares.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_spares(&self) -> MutexGuard<'_, Vec<Spare>> {
+        self.spares.lock()
     }
 
     /// (spares ready, spares being started), for readiness and metrics.
@@ -147,7 +138,7 @@ impl Server {
     /// Whether workers are forked from a live zygote (false after it died, or with
     /// `--no-zygote`).
     pub fn zygote_up(&self) -> bool {
-        self.reaper.zygote().is_some()
+        self.spawner.zygote_up()
     }
 
     /// Tops the spare pool up to `--spare-workers`, in the background.
@@ -177,11 +168,8 @@ impl Server {
     /// A spare that is still alive, if any.
     fn take_spare(&self) -> Option<Spare> {
         let mut spares = self.lock_spares();
-        while let Some(mut spare) = spares.pop() {
-            if matches!(
-                spare.exit.try_recv(),
-                Err(oneshot::error::TryRecvError::Empty)
-            ) {
+        while let Some(spare) = spares.pop() {
+            if spare.child.exit().is_none() {
                 return Some(spare);
             }
         }
@@ -190,44 +178,37 @@ impl Server {
 
     /// Spawns a worker and waits until it has connected and authenticated.
     async fn launch(&self) -> Result<Spare, StartError> {
-        let (token, arrival) = self.socket.expect().map_err(StartError::Spawn)?;
-        let pid = match self.spawner.spawn(token_hex(&token)).await {
-            Ok(pid) => pid,
+        let (token, arrival) = self.socket.invite().map_err(SpawnError::Exec)?;
+        let child = match self.spawner.spawn(token).await {
+            Ok(child) => child,
             Err(e) => {
-                self.socket.forget(&token);
-                return Err(StartError::Spawn(e));
+                self.socket.withdraw(&token);
+                return Err(e.into());
             }
         };
-        let mut exit = self.reaper.wait(pid);
         let arrived = tokio::select! {
             arrived = tokio::time::timeout(CONNECT_TIMEOUT, arrival) => match arrived {
                 Ok(Ok(a)) => Ok(a),
                 _ => Err(StartError::NoConnection(CONNECT_TIMEOUT)),
             },
-            ended = &mut exit => {
-                Err(StartError::DiedEarly(ended.unwrap_or(Exit::Signal(Signal::SIGKILL))))
-            }
+            ended = child.exited() => Err(StartError::DiedEarly(ended)),
         };
         let failed = match arrived {
-            Ok(a) if a.pid == pid => {
+            Ok(a) if a.pid == child.pid() => {
                 return Ok(Spare {
-                    pid,
+                    child,
                     link: a.link,
-                    exit,
                 })
             }
             Ok(a) => StartError::WrongPeer {
                 peer: a.pid,
-                spawned: pid,
+                spawned: child.pid(),
             },
             Err(e) => e,
         };
-        self.socket.forget(&token);
-        if !matches!(failed, StartError::DiedEarly(_)) {
-            // Leave no process behind, and reap it before answering.
-            self.reaper.kill(pid, Signal::SIGKILL);
-            let _ = exit.await;
-        }
+        self.socket.withdraw(&token);
+        // Leave no process behind, and reap it before answering.
+        child.kill_and_reap().await;
         Err(failed)
     }
 
@@ -242,7 +223,7 @@ impl Server {
         // A spare may have died while it waited (its zygote died, say) before anyone noticed;
         // that is no fault of this session, so one such failure is retried on a fresh worker.
         let mut from_pool = true;
-        let (pid, link, exit) = loop {
+        let (child, link) = loop {
             let spare = match if from_pool { self.take_spare() } else { None } {
                 Some(spare) => spare,
                 None => {
@@ -251,20 +232,15 @@ impl Server {
                 }
             };
             self.refill_spares();
-            let Spare {
-                pid,
-                mut link,
-                mut exit,
-            } = spare;
+            let Spare { child, mut link } = spare;
             match self.start_session(session, &mut link).await {
-                Ok(()) => break (pid, link, exit),
+                Ok(()) => break (child, link),
                 Err(e) => {
                     // Whatever went wrong, leave no process behind, and reap it first.
                     drop(link);
-                    self.reaper.kill(pid, Signal::SIGKILL);
-                    let how = (&mut exit).await.map(|e| e.to_string()).unwrap_or_default();
-                    tracing::warn!(session = %session.id, vended = session.vended_id, pid,
-                        "session start failed ({how}): {e}");
+                    let how = child.kill_and_reap().await.to_string();
+                    tracing::warn!(session = %session.id, vended = session.vended_id,
+                        pid = child.pid(), "session start failed ({how}): {e}");
                     match e {
                         StartError::DiedInMain(_) if from_pool => from_pool = false,
                         StartError::DiedInMain(_) => return Err(StartError::DiedInMain(how)),
@@ -275,17 +251,11 @@ impl Server {
         };
         let server = self.clone();
         let owner = session.clone();
-        let handle = WorkerHandle::start(
-            pid,
-            link,
-            session.clone(),
-            self.reaper.clone(),
-            exit,
-            move |handle, ending| {
-                server.lock().remove(&owner.vended_id);
-                on_end(owner, handle, ending);
-            },
-        );
+        let pid = child.pid();
+        let handle = WorkerHandle::start(child, link, session.clone(), move |handle, ending| {
+            server.lock().remove(&owner.vended_id);
+            on_end(owner, handle, ending);
+        });
         self.lock().insert(session.vended_id, handle.clone());
         if let Err(why) = session.set_worker(handle.clone()) {
             handle.kill(format!("session closed while starting: {why}"));

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use protocol::browser::{encode_frame, ErrorCode, ServerMessage};
-use protocol::ipc::TabId;
+use protocol::ipc::{TabBatch, TabId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::metrics;
-use crate::worker_handle::WorkerHandle;
+use crate::worker_handle::{BatchSink, WorkerHandle};
 
 /// What the broker sends down one tab's WebSocket.
 #[derive(Debug)]
@@ -315,5 +315,11 @@ impl Session {
             }
         }
         None
+    }
+}
+
+impl BatchSink for Session {
+    fn deliver(&self, batch: TabBatch) {
+        Session::deliver(self, batch.tab, &batch.messages);
     }
 }

@@ -1,95 +1,63 @@
-//! Starts worker processes.
+//! Spawner: starts worker processes, each as a [`Child`], within [`SPAWN_TIMEOUT`].
 //!
-//! A worker is this same executable in worker mode, so an installed binary never needs a
-//! second one. Two ways, the first preferred:
-//! - **fork from the zygote**: at start-up the broker execs one `__zygote` process, small and
-//!   single-threaded, and asks it (a line on its stdin) to fork each worker; the child connects
-//!   and authenticates exactly like an exec'd worker. This skips an exec of the whole
-//!   executable per session (DESIGN.md 9). The zygote reaps its children and reports each exit
-//!   (a line on its stdout), and signals them on the broker's behalf, so a recycled pid is never
-//!   signalled. If the zygote dies, its workers die with it (parent-death signal), the broker
-//!   (a child subreaper) reaps them and reports the crashes, and new workers are exec'd.
+//! A worker is this same executable in worker mode (`protocol::launch` is the contract), so an
+//! installed binary never needs a second one. Two ways, the first preferred:
+//! - **fork from the zygote**: at start-up the broker execs one zygote process, small and
+//!   single-threaded, and asks it to fork each worker ([`ZygoteClient`], which this spawner
+//!   owns); the child connects and authenticates exactly like an exec'd worker. This skips an
+//!   exec of the whole executable per session, whose cost grows with the broker's fd table.
+//!   If the zygote dies, new workers are exec'd.
 //! - **exec** (`/proc/self/exe __worker`): `std::process::Command` without a `pre_exec` hook,
 //!   which takes the posix_spawn path; the multi-threaded broker never forks and keeps running.
 //!
 //! Every exec happens on one dedicated thread that lives as long as the broker, because a
 //! parent-death signal fires when the *thread* that created the child exits, not the process.
 
-use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::process::{ChildStdin, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
-use nix::sys::signal::Signal;
+use parking_lot::Mutex;
+use protocol::launch::{
+    token_to_hex, Token, ENV_PARENT, ENV_SOCKET, ENV_TOKEN, WORKER_ARG, ZYGOTE_ARG,
+};
 use tokio::sync::oneshot;
-use worker::process::{ENV_PARENT, ENV_SOCKET, ENV_TOKEN};
-use worker::zygote::ZYGOTE_ARG;
 
-use crate::reaper::{Exit, Reaper};
+use crate::child::Child;
+use crate::reaper::Reaper;
+use crate::zygote::{ForkError, ZygoteClient};
 
-/// First argument that puts the executable in worker mode.
-pub const WORKER_ARG: &str = "__worker";
+/// How long starting one worker process may take (fork or exec, not its connecting). Either
+/// takes a millisecond or so; past this something is stuck, and the session start fails.
+pub const SPAWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-type PidReply = oneshot::Sender<io::Result<i32>>;
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot start a worker process: {0}")]
+    Exec(io::Error),
+    #[error("{0}")]
+    Refused(ForkError),
+    #[error("no worker process started within {0:?}")]
+    Timeout(Duration),
+}
 
 enum Request {
     Exec {
-        token_hex: String,
-        reply: PidReply,
+        token: Token,
+        reply: oneshot::Sender<io::Result<Child>>,
     },
     StartZygote {
         reply: oneshot::Sender<io::Result<std::process::Child>>,
     },
 }
 
-/// The broker's end of the zygote's pipes.
-pub struct Zygote {
-    pub pid: i32,
-    /// Requests go in under this lock together with their reply slot, so `forked` answers
-    /// (which come back in request order) find the right waiter. `None` once closed.
-    requests: Mutex<(Option<ChildStdin>, VecDeque<PidReply>)>,
-}
-
-impl Zygote {
-    fn fork(&self, token_hex: &str) -> io::Result<oneshot::Receiver<io::Result<i32>>> {
-        let mut guard = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        let (stdin, waiting) = &mut *guard;
-        let stdin = stdin
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the zygote is closed"))?;
-        writeln!(stdin, "fork {token_hex}")?;
-        stdin.flush()?;
-        let (tx, rx) = oneshot::channel();
-        waiting.push_back(tx);
-        Ok(rx)
-    }
-
-    /// Asks the zygote to signal one of its children (it ignores pids it has reaped).
-    pub fn kill(&self, pid: i32, sig: Signal) -> bool {
-        let mut guard = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.0.as_mut() {
-            Some(stdin) => writeln!(stdin, "kill {pid} {}", sig as i32)
-                .and_then(|()| stdin.flush())
-                .is_ok(),
-            None => false,
-        }
-    }
-
-    /// Closes the zygote's stdin: it exits (its remaining children are already gone by then).
-    pub fn close(&self) {
-        let mut guard = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        guard.0 = None;
-        for waiter in guard.1.drain(..) {
-            let _ = waiter.send(Err(io::Error::other("the zygote is closed")));
-        }
-    }
-}
-
-#[derive(Clone)]
 pub struct Spawner {
     requests: mpsc::Sender<Request>,
     reaper: Reaper,
+    zygote: Mutex<Option<Arc<ZygoteClient>>>,
 }
 
 impl Spawner {
@@ -98,6 +66,7 @@ impl Spawner {
         let exe = std::env::current_exe()?;
         let parent = std::process::id().to_string();
         let (requests, inbox) = mpsc::channel::<Request>();
+        let adopter = reaper.clone();
         std::thread::Builder::new()
             .name("spawner".into())
             .spawn(move || {
@@ -107,17 +76,19 @@ impl Spawner {
                         .env(ENV_PARENT, &parent)
                         .stderr(Stdio::inherit());
                     match req {
-                        Request::Exec { token_hex, reply } => {
+                        Request::Exec { token, reply } => {
                             let spawned = cmd
                                 .arg(WORKER_ARG)
-                                .env(ENV_TOKEN, &token_hex)
+                                .env(ENV_TOKEN, token_to_hex(&token))
                                 .stdin(Stdio::null())
                                 .stdout(Stdio::null())
                                 .spawn()
                                 // Dropping a std Child neither waits nor kills: the reaper
                                 // owns the exit.
-                                .map(|child| child.id() as i32);
-                            let _ = reply.send(spawned);
+                                .map(|child| adopter.adopt(child.id() as i32));
+                            if let Err(Ok(unwanted)) = reply.send(spawned) {
+                                unwanted.kill(); // its caller timed out
+                            }
                         }
                         Request::StartZygote { reply } => {
                             let started = cmd
@@ -130,106 +101,75 @@ impl Spawner {
                     }
                 }
             })?;
-        Ok(Spawner { requests, reaper })
+        Ok(Spawner {
+            requests,
+            reaper,
+            zygote: Mutex::new(None),
+        })
     }
 
-    /// Starts the zygote and the thread that reads its reports; from then on workers are forked.
+    /// Starts the zygote; from then on workers are forked from it.
     pub async fn start_zygote(&self) -> io::Result<()> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request::StartZygote { reply })
             .map_err(|_| io::Error::other("spawner thread is gone"))?;
-        let mut child = answer
+        let mut started = answer
             .await
             .map_err(|_| io::Error::other("spawner thread is gone"))??;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let process = self.reaper.adopt(started.id() as i32);
+        let (Some(stdin), Some(stdout)) = (started.stdin.take(), started.stdout.take()) else {
+            process.kill();
             return Err(io::Error::other("the zygote has no pipes"));
         };
-        let zygote = Arc::new(Zygote {
-            pid: child.id() as i32,
-            requests: Mutex::new((Some(stdin), VecDeque::new())),
-        });
-        let exit = self.reaper.wait(zygote.pid);
-        self.reaper.set_zygote(zygote.clone(), exit);
-        let reports = zygote.clone();
-        let reaper = self.reaper.clone();
-        std::thread::Builder::new()
-            .name("zygote-reports".into())
-            .spawn(move || read_reports(stdout, &reports, &reaper))?;
+        let zygote = ZygoteClient::start(
+            process,
+            OwnedFd::from(stdin),
+            OwnedFd::from(stdout),
+            self.reaper.clone(),
+        )?;
         tracing::info!(
-            pid = zygote.pid,
+            pid = zygote.pid(),
             "zygote started: workers are forked from it"
         );
+        *self.zygote.lock() = Some(zygote);
         Ok(())
     }
 
-    /// Starts one worker that will present `token`; returns its pid.
-    pub async fn spawn(&self, token_hex: String) -> io::Result<i32> {
-        if let Some(zygote) = self.reaper.zygote() {
-            if let Ok(forked) = zygote.fork(&token_hex) {
-                if let Ok(Ok(pid)) = forked.await {
-                    return Ok(pid);
-                }
+    /// Whether workers are forked from a live zygote.
+    pub fn zygote_up(&self) -> bool {
+        self.zygote.lock().as_ref().is_some_and(|z| z.is_open())
+    }
+
+    /// Shutdown: stops the zygote (its workers are gone by then), waiting up to `grace`.
+    pub async fn stop_zygote(&self, grace: Duration) {
+        let zygote = self.zygote.lock().take();
+        if let Some(zygote) = zygote {
+            zygote.stop(grace).await;
+        }
+    }
+
+    /// Starts one worker that will present `token`; an error, never a hang, if it cannot.
+    pub async fn spawn(&self, token: Token) -> Result<Child, SpawnError> {
+        tokio::time::timeout(SPAWN_TIMEOUT, self.spawn_now(token))
+            .await
+            .unwrap_or(Err(SpawnError::Timeout(SPAWN_TIMEOUT)))
+    }
+
+    async fn spawn_now(&self, token: Token) -> Result<Child, SpawnError> {
+        let zygote = self.zygote.lock().clone();
+        if let Some(zygote) = zygote.filter(|z| z.is_open()) {
+            match zygote.fork(token).await {
+                Ok(child) => return Ok(child),
+                Err(ForkError::Gone) => {} // exec instead
+                Err(refused) => return Err(SpawnError::Refused(refused)),
             }
-            // The zygote is gone; fall through to exec.
         }
         let (reply, answer) = oneshot::channel();
+        let gone = || SpawnError::Exec(io::Error::other("spawner thread is gone"));
         self.requests
-            .send(Request::Exec { token_hex, reply })
-            .map_err(|_| io::Error::other("spawner thread is gone"))?;
-        answer
-            .await
-            .map_err(|_| io::Error::other("spawner thread is gone"))?
+            .send(Request::Exec { token, reply })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?.map_err(SpawnError::Exec)
     }
-}
-
-/// Reads the zygote's stdout until it closes: `forked` answers and `exit` reports.
-fn read_reports(stdout: std::process::ChildStdout, zygote: &Zygote, reaper: &Reaper) {
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["forked", pid] => {
-                let Ok(pid) = pid.parse::<i32>() else {
-                    continue;
-                };
-                reaper.adopt_from_zygote(pid);
-                let waiter = zygote
-                    .requests
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .1
-                    .pop_front();
-                if let Some(tx) = waiter {
-                    let _ = tx.send(Ok(pid));
-                }
-            }
-            ["exit", pid, kind, n] => {
-                let (Ok(pid), Ok(n)) = (pid.parse::<i32>(), n.parse::<i32>()) else {
-                    continue;
-                };
-                let exit = match *kind {
-                    "signal" => match Signal::try_from(n) {
-                        Ok(sig) => Exit::Signal(sig),
-                        Err(_) => Exit::Code(128 + n),
-                    },
-                    _ => Exit::Code(n),
-                };
-                reaper.report(pid, exit);
-            }
-            _ => tracing::warn!("zygote said {line:?}"),
-        }
-    }
-    let closed_by_us = zygote
-        .requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .0
-        .is_none();
-    if closed_by_us {
-        tracing::info!("zygote stopped");
-    } else {
-        tracing::error!("the zygote is gone; workers are exec'd from now on");
-    }
-    zygote.close();
-    reaper.zygote_gone();
 }

@@ -1,42 +1,45 @@
 //! WorkerHandle: the broker's typed channel to one live worker (the seed's luaTrackerAdapter).
 //!
 //! Three tasks serve each worker: a writer that drains a bounded queue into the socket, a reader
-//! that routes the worker's batches to the session's tabs, and a supervisor that waits for the
-//! process to end (via the [`Reaper`]) and reports how. The handle itself is what the rest of
-//! the broker holds: send a message, ask for the debug view, kill.
+//! that hands the worker's batches to a [`BatchSink`] (the session, which routes them to its
+//! tabs), and a supervisor that waits for the process to end (its [`Child`]) and reports how.
+//! The handle itself is what the rest of the broker holds: send a message, ask for the debug
+//! view, kill.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
+use parking_lot::Mutex;
 use protocol::codec::CodecError;
-use protocol::ipc::{BrokerToWorker, DebugVariable, WorkerToBroker};
+use protocol::ipc::{BrokerToWorker, DebugVariable, TabBatch, WorkerToBroker};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::child::{Child, Exit};
 use crate::metrics::metrics;
-use crate::reaper::{Exit, Reaper};
-use crate::session::Session;
 use crate::worker_socket::Link;
 
 /// Messages queued for one worker before senders wait (tabs feel the backpressure).
 const WORKER_QUEUE: usize = 1024;
 
+/// Where a worker's batches for tabs go.
+pub trait BatchSink: Send + Sync {
+    fn deliver(&self, batch: TabBatch);
+}
+
 pub struct WorkerHandle {
-    pub pid: i32,
     pub started: Instant,
+    child: Child,
     queue: mpsc::Sender<BrokerToWorker>,
-    reaper: Reaper,
     /// Why the broker killed it, when it did; reported instead of the bare signal.
     kill_reason: Mutex<Option<String>>,
     debug_requests: Mutex<HashMap<u64, oneshot::Sender<Vec<DebugVariable>>>>,
     next_request: AtomicU64,
     /// Sequence number of the last ping answered.
     last_pong: watch::Sender<u64>,
-    /// Set once the process has been reaped.
-    exited: watch::Sender<Option<Exit>>,
 }
 
 /// How a worker's life ended, as the supervisor saw it.
@@ -50,24 +53,20 @@ impl WorkerHandle {
     /// Takes over an authenticated, started worker: spawns its writer, reader and supervisor.
     /// `on_end` runs once the process has been reaped.
     pub fn start(
-        pid: i32,
+        child: Child,
         link: Link,
-        session: Arc<Session>,
-        reaper: Reaper,
-        exit: oneshot::Receiver<Exit>,
+        batches: Arc<dyn BatchSink>,
         on_end: impl FnOnce(Arc<WorkerHandle>, Ending) + Send + 'static,
     ) -> Arc<WorkerHandle> {
         let (queue, mut outbox) = mpsc::channel::<BrokerToWorker>(WORKER_QUEUE);
         let handle = Arc::new(WorkerHandle {
-            pid,
             started: Instant::now(),
+            child,
             queue,
-            reaper,
             kill_reason: Mutex::new(None),
             debug_requests: Mutex::default(),
             next_request: AtomicU64::new(1),
             last_pong: watch::Sender::new(0),
-            exited: watch::Sender::new(None),
         });
         let (mut sink, mut stream) = link.split();
 
@@ -83,7 +82,7 @@ impl WorkerHandle {
         tokio::spawn(async move {
             while let Some(frame) = stream.next().await {
                 match frame {
-                    Ok(msg) => reader.route(msg, &session),
+                    Ok(msg) => reader.route(msg, &*batches),
                     // The socket failing means the worker is gone; the supervisor says why.
                     Err(CodecError::Io(_)) => return,
                     Err(e) => {
@@ -96,14 +95,8 @@ impl WorkerHandle {
 
         let supervisor = handle.clone();
         tokio::spawn(async move {
-            // The reaper always answers; a dropped sender would mean the broker is exiting.
-            let exit = exit.await.unwrap_or(Exit::Signal(Signal::SIGKILL));
-            supervisor.exited.send_replace(Some(exit));
-            let killed_because = supervisor
-                .kill_reason
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
+            let exit = supervisor.child.exited().await;
+            let killed_because = supervisor.kill_reason.lock().take();
             on_end(
                 supervisor,
                 Ending {
@@ -125,6 +118,10 @@ impl WorkerHandle {
         self.queue.try_send(msg).is_ok()
     }
 
+    pub fn pid(&self) -> i32 {
+        self.child.pid()
+    }
+
     /// Kills the worker with SIGKILL, recording why (the first reason wins).
     pub fn kill(&self, reason: String) {
         self.signal(Signal::SIGKILL, reason);
@@ -132,42 +129,26 @@ impl WorkerHandle {
 
     /// Sends `sig`, recording why (the first reason wins).
     pub fn signal(&self, sig: Signal, reason: String) {
-        tracing::warn!(pid = self.pid, signal = %sig.as_str(), "stopping worker: {reason}");
-        {
-            let mut slot = self.kill_reason.lock().unwrap_or_else(|e| e.into_inner());
-            if slot.is_none() {
-                *slot = Some(reason);
-            }
-        }
-        self.reaper.kill(self.pid, sig);
+        tracing::warn!(pid = self.pid(), signal = %sig.as_str(), "stopping worker: {reason}");
+        self.kill_reason.lock().get_or_insert(reason);
+        self.child.signal(sig);
     }
 
     /// Resolves once the process has been reaped.
     pub async fn wait_exit(&self) -> Exit {
-        let mut exited = self.exited.subscribe();
-        let exit = match exited.wait_for(Option::is_some).await {
-            Ok(exit) => exit.unwrap_or(Exit::Signal(Signal::SIGKILL)),
-            Err(_) => Exit::Signal(Signal::SIGKILL),
-        };
-        exit
+        self.child.exited().await
     }
 
     /// Every variable of the session, for the debug pages.
     pub async fn debug_variables(&self, timeout: Duration) -> Option<Vec<DebugVariable>> {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.debug_requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(request, tx);
+        self.debug_requests.lock().insert(request, tx);
         if !self.send(BrokerToWorker::DebugVariables { request }).await {
             return None;
         }
         let answer = tokio::time::timeout(timeout, rx).await.ok()?.ok();
-        self.debug_requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&request);
+        self.debug_requests.lock().remove(&request);
         answer
     }
 
@@ -184,12 +165,12 @@ impl WorkerHandle {
         answered
     }
 
-    fn route(&self, msg: WorkerToBroker, session: &Session) {
+    fn route(&self, msg: WorkerToBroker, sink: &dyn BatchSink) {
         match msg {
             WorkerToBroker::Send(batches) => {
                 for batch in batches {
                     metrics().to_browser(&batch.messages);
-                    session.deliver(batch.tab, &batch.messages);
+                    sink.deliver(batch);
                 }
             }
             WorkerToBroker::Pong { seq } => {
@@ -202,11 +183,7 @@ impl WorkerHandle {
                 });
             }
             WorkerToBroker::DebugVariables { request, variables } => {
-                let waiter = self
-                    .debug_requests
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&request);
+                let waiter = self.debug_requests.lock().remove(&request);
                 if let Some(tx) = waiter {
                     let _ = tx.send(variables);
                 }

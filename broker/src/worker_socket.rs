@@ -21,6 +21,7 @@ use interprocess::local_socket::tokio::{prelude::*, Listener, Stream};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use protocol::codec::FrameCodec;
 use protocol::ipc::{BrokerToWorker, Hello, WorkerToBroker};
+use protocol::launch::Token;
 use protocol::limits::TOKEN_LEN;
 use protocol::PROTOCOL_VERSION;
 use tokio::sync::oneshot;
@@ -28,8 +29,6 @@ use tokio_util::codec::Framed;
 
 /// The broker's end of one worker's socket.
 pub type Link = Framed<Stream, FrameCodec<WorkerToBroker, BrokerToWorker>>;
-
-pub type Token = [u8; TOKEN_LEN];
 
 /// How long a connection may stay silent before its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,7 +79,7 @@ impl WorkerSocket {
     }
 
     /// Registers a fresh one-time token; the receiver yields the worker that presents it.
-    pub fn expect(&self) -> io::Result<(Token, oneshot::Receiver<Arrival>)> {
+    pub fn invite(&self) -> io::Result<(Token, oneshot::Receiver<Arrival>)> {
         let mut token = [0u8; TOKEN_LEN];
         getrandom::fill(&mut token).map_err(io::Error::other)?;
         let (tx, rx) = oneshot::channel();
@@ -89,17 +88,13 @@ impl WorkerSocket {
     }
 
     /// Withdraws a token whose worker never came (it died, or timed out).
-    pub fn forget(&self, token: &Token) {
+    pub fn withdraw(&self, token: &Token) {
         self.lock().remove(token);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Token, oneshot::Sender<Arrival>>> {
         self.expected.lock().unwrap_or_else(|e| e.into_inner())
     }
-}
-
-pub fn token_hex(token: &Token) -> String {
-    token.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn accept_loop(listener: Listener, expected: Expected) {

@@ -4,19 +4,23 @@
 //! - [`browser`]: the JSON variable protocol a tab speaks over its WebSocket, parsed and
 //!   validated once at the broker's edge into typed messages;
 //! - [`ipc`]: the typed messages the broker and a worker exchange over their local socket;
+//! - [`zygote`]: the typed messages the broker and the zygote exchange over its pipes;
+//! - [`launch`]: how a worker or the zygote is started (argv marker, environment, token);
 //! - [`value`]: the JSON-like value both carry (bincode cannot carry `serde_json::Value`);
-//! - [`codec`]: how an [`ipc`] message becomes a length-prefixed frame;
+//! - [`codec`]: how an [`ipc`] or [`zygote`] message becomes a length-prefixed frame;
 //! - [`limits`]: every size bound, in one place.
 
 pub mod browser;
 pub mod codec;
 pub mod ipc;
+pub mod launch;
 pub mod limits;
 pub mod value;
+pub mod zygote;
 
 pub use browser::{ClientMessage, ErrorCode, ServerMessage};
 pub use value::Value;
 
-/// Bumped whenever a type in [`ipc`] or [`browser`] changes shape; checked in the worker's
+/// Bumped whenever a type in [`ipc`], [`zygote`] or [`browser`] changes shape; checked in the worker's
 /// [`ipc::Hello`] so a worker from another build is refused with a clear error.
 pub const PROTOCOL_VERSION: u32 = 2;

@@ -14,6 +14,7 @@ pub mod budget;
 pub mod logging;
 pub mod os_limits;
 pub mod process;
+pub mod reap;
 pub mod sandbox;
 pub mod sequence;
 pub mod session;

@@ -1,8 +1,9 @@
 //! The worker process: connect to the broker, prove who we are, run `main.lua`, then serve the
 //! session's tabs until the broker says stop or goes away.
 //!
-//! The broker starts us by re-executing itself with three environment variables: the path of its
-//! private worker socket, a one-time token, and its pid. We die with the broker twice over: a
+//! The broker starts us by re-executing itself with three environment variables (the launch
+//! contract in `protocol::launch`): the path of its private worker socket, a one-time token,
+//! and its pid. We die with the broker twice over: a
 //! parent-death signal (armed first thing, then `getppid()` re-checked in case the broker died
 //! before it was armed), and EOF on the socket.
 
@@ -15,15 +16,11 @@ use interprocess::local_socket::{GenericFilePath, ToFsName};
 use protocol::browser::ServerMessage;
 use protocol::codec::{CodecError, Encoded, FrameCodec};
 use protocol::ipc::{BrokerToWorker, Hello, TabBatch, WorkerToBroker};
-use protocol::limits::TOKEN_LEN;
+use protocol::launch::{token_from_hex, Token, ENV_PARENT, ENV_SOCKET, ENV_TOKEN};
 use protocol::PROTOCOL_VERSION;
 use tokio_util::codec::Framed;
 
 use crate::session::LuaSession;
-
-pub const ENV_SOCKET: &str = "LUABROKER_WORKER_SOCKET";
-pub const ENV_TOKEN: &str = "LUABROKER_WORKER_TOKEN";
-pub const ENV_PARENT: &str = "LUABROKER_WORKER_PARENT";
 
 /// Exit codes the broker reports when a worker ends (anything else is unexpected).
 pub mod exit {
@@ -54,7 +51,7 @@ pub fn run() -> ExitCode {
 
 /// A worker's life once it knows its socket, token and parent (the broker, or the zygote it
 /// was forked from).
-pub fn run_with(socket: String, token: [u8; TOKEN_LEN], parent: i32) -> u8 {
+pub fn run_with(socket: String, token: Token, parent: i32) -> u8 {
     if let Err(e) = die_with_parent(parent) {
         tracing::error!("{e}");
         return exit::SETUP;
@@ -74,26 +71,14 @@ pub fn run_with(socket: String, token: [u8; TOKEN_LEN], parent: i32) -> u8 {
     rt.block_on(serve(socket, token))
 }
 
-fn read_env() -> Result<(String, [u8; TOKEN_LEN], i32), String> {
+fn read_env() -> Result<(String, Token, i32), String> {
     let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
     let socket = var(ENV_SOCKET)?;
-    let token = parse_token(&var(ENV_TOKEN)?).ok_or(format!("{ENV_TOKEN} is not a token"))?;
+    let token = token_from_hex(&var(ENV_TOKEN)?).ok_or(format!("{ENV_TOKEN} is not a token"))?;
     let parent = var(ENV_PARENT)?
         .parse()
         .map_err(|_| format!("{ENV_PARENT} is not a pid"))?;
     Ok((socket, token, parent))
-}
-
-/// A token written as hex (how the broker hands it over).
-pub(crate) fn parse_token(hex: &str) -> Option<[u8; TOKEN_LEN]> {
-    let mut token = [0u8; TOKEN_LEN];
-    if hex.len() != TOKEN_LEN * 2 {
-        return None;
-    }
-    for (i, byte) in token.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(token)
 }
 
 /// Arms the parent-death signal, then checks the broker did not die before it was armed.
@@ -118,7 +103,7 @@ fn default_fault_signals() {
     }
 }
 
-async fn serve(socket: String, token: [u8; TOKEN_LEN]) -> u8 {
+async fn serve(socket: String, token: Token) -> u8 {
     let name = match socket.as_str().to_fs_name::<GenericFilePath>() {
         Ok(n) => n,
         Err(e) => {

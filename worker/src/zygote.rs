@@ -1,33 +1,36 @@
 //! The zygote: a small, single-threaded process the broker starts once and asks to fork
 //! workers, so a new session costs a fork (≈ 0.2 ms) instead of an exec of the whole
-//! executable (DESIGN.md 3 and 9).
+//! executable (an exec walks the broker's whole fd table: see ARCHITECTURE.md, "Processes").
 //!
-//! It speaks a line protocol on its stdin/stdout pipes with the broker:
-//! - `fork <token-hex>` → the child becomes a worker (it connects and authenticates like an
-//!   exec'd one) and the zygote answers `forked <pid>`;
-//! - `kill <pid> <signal>` → signals that child if it has not been reaped yet (the zygote is
-//!   the only one that reaps its children, so the pid cannot have been reused);
-//! - every child that ends is reported as `exit <pid> code <n>` or `exit <pid> signal <n>`.
+//! It reads [`BrokerToZygote`] requests on stdin and writes [`ZygoteToBroker`] answers and
+//! reports on stdout, framed like the worker socket (`protocol::zygote` has the rules): every
+//! `Fork` is answered `Forked` or `Refused` under its request id; `Kill` signals a child only
+//! while it is unreaped (the zygote alone reaps its children, through [`Children`], so the pid
+//! cannot have been reused); every child that ends is reported as `Exited`. A forked child
+//! connects and authenticates exactly like an exec'd worker.
 //!
 //! The zygote has no threads (no runtime, nothing spawned), which is what makes `fork` sound
 //! here. It dies with the broker (parent-death signal; EOF on stdin), and its children die with
 //! it (each arms its own parent-death signal after the fork).
 
-use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
+use bytes::BytesMut;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult};
+use protocol::codec::FrameCodec;
+use protocol::launch::{Token, ENV_PARENT, ENV_SOCKET};
+use protocol::zygote::{BrokerToZygote, RequestId, ZygoteToBroker};
+use tokio_util::codec::{Decoder, Encoder};
 
-use crate::process::{die_with_parent, parse_token, run_with, ENV_PARENT, ENV_SOCKET};
+use crate::process::{die_with_parent, run_with};
+use crate::reap::Children;
 
-/// First argument that puts the executable in zygote mode.
-pub const ZYGOTE_ARG: &str = "__zygote";
+type Codec = FrameCodec<BrokerToZygote, ZygoteToBroker>;
 
 pub fn run() -> ExitCode {
     crate::logging::init();
@@ -54,6 +57,36 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// What the zygote remembers between requests.
+#[derive(Default)]
+struct Zygote {
+    children: Children<()>,
+    /// The last fork request id answered; ids must increase.
+    last_request: Option<RequestId>,
+}
+
+/// What to do with one fork request.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Fork(Token),
+    Refuse(String),
+}
+
+impl Zygote {
+    /// Checks a fork request before forking (and records its id as answered).
+    fn judge(&mut self, request: RequestId, token: Token) -> Verdict {
+        if let Some(last) = self.last_request {
+            if request <= last {
+                return Verdict::Refuse(format!(
+                    "request id {request} is not after the last one ({last})"
+                ));
+            }
+        }
+        self.last_request = Some(request);
+        Verdict::Fork(token)
+    }
+}
+
 fn serve(socket: &str) -> std::io::Result<()> {
     // Child exits arrive as readable data on a signalfd, next to the broker's requests.
     let mut chld = SigSet::empty();
@@ -61,101 +94,103 @@ fn serve(socket: &str) -> std::io::Result<()> {
     chld.thread_block().map_err(std::io::Error::from)?;
     let exits =
         SignalFd::with_flags(&chld, SfdFlags::SFD_NONBLOCK).map_err(std::io::Error::from)?;
+    // Read straight from the fd: std's buffered stdin could hold bytes that poll cannot see.
     let stdin = std::io::stdin();
-    let stdin_fd = std::io::stdin();
-    let mut requests = BufReader::new(stdin.lock());
     let mut out = std::io::stdout().lock();
-    let mut live: HashSet<i32> = HashSet::new();
-    let mut line = String::new();
+    let mut codec = Codec::default();
+    let mut inbox = BytesMut::new();
+    let mut outbox = BytesMut::new();
+    let mut chunk = [0u8; 4096];
+    let mut zygote = Zygote::default();
     loop {
         let (request_ready, exit_ready) = {
             let mut fds = [
-                PollFd::new(stdin_fd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
                 PollFd::new(exits.as_fd(), PollFlags::POLLIN),
             ];
-            // Lines already buffered need no poll.
-            if requests.buffer().is_empty() {
-                match poll(&mut fds, PollTimeout::NONE) {
-                    Ok(_) => {}
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => return Err(e.into()),
-                }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
             }
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-            (
-                !requests.buffer().is_empty() || ready(&fds[0]),
-                ready(&fds[1]),
-            )
+            (ready(&fds[0]), ready(&fds[1]))
         };
         if exit_ready {
             while let Ok(Some(_)) = exits.read_signal() {}
-            reap(&mut live, &mut out)?;
+            let mut ended = Vec::new();
+            zygote
+                .children
+                .reap(|pid, _, status| ended.push(ZygoteToBroker::Exited { pid, status }));
+            for report in ended {
+                codec.encode(report, &mut outbox).map_err(to_io)?;
+            }
         }
         if request_ready {
-            line.clear();
-            if requests.read_line(&mut line)? == 0 {
+            let n = loop {
+                match nix::unistd::read(stdin.as_fd(), &mut chunk) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    read => break read?,
+                }
+            };
+            if n == 0 {
                 return Ok(()); // the broker is gone
             }
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next(), words.next()) {
-                (Some("fork"), Some(token), None) => {
-                    let Some(token) = parse_token(token) else {
-                        writeln!(out, "error bad token")?;
-                        out.flush()?;
-                        continue;
-                    };
-                    // SAFETY: this process has exactly one thread (nothing here starts one),
-                    // so the child is a complete copy and may run any code.
-                    match unsafe { fork() }.map_err(std::io::Error::from)? {
-                        ForkResult::Child => {
-                            drop(exits);
-                            let code = become_worker(socket, token, &chld);
-                            std::process::exit(i32::from(code));
-                        }
-                        ForkResult::Parent { child } => {
-                            live.insert(child.as_raw());
-                            writeln!(out, "forked {child}")?;
-                            out.flush()?;
+            inbox.extend_from_slice(&chunk[..n]);
+            // A frame we cannot decode means the stream is out of step: stop (see protocol).
+            while let Some(request) = codec.decode(&mut inbox).map_err(to_io)? {
+                match request {
+                    BrokerToZygote::Fork { request, token } => {
+                        let answer = match zygote.judge(request, token) {
+                            Verdict::Refuse(reason) => ZygoteToBroker::Refused { request, reason },
+                            // SAFETY: this process has exactly one thread (nothing here starts
+                            // one), so the child is a complete copy and may run any code.
+                            Verdict::Fork(token) => match unsafe { fork() } {
+                                Ok(ForkResult::Child) => {
+                                    drop(exits);
+                                    let code = become_worker(socket, token, &chld);
+                                    std::process::exit(i32::from(code));
+                                }
+                                Ok(ForkResult::Parent { child }) => {
+                                    zygote.children.insert(child.as_raw(), ());
+                                    ZygoteToBroker::Forked {
+                                        request,
+                                        pid: child.as_raw(),
+                                    }
+                                }
+                                Err(e) => ZygoteToBroker::Refused {
+                                    request,
+                                    reason: format!("fork failed: {e}"),
+                                },
+                            },
+                        };
+                        codec.encode(answer, &mut outbox).map_err(to_io)?;
+                    }
+                    BrokerToZygote::Kill { pid, signal } => {
+                        if let Ok(sig) = Signal::try_from(signal) {
+                            zygote.children.signal(pid, sig);
                         }
                     }
                 }
-                (Some("kill"), Some(pid), Some(sig)) => {
-                    let (Ok(pid), Ok(sig)) = (pid.parse::<i32>(), sig.parse::<i32>()) else {
-                        continue;
-                    };
-                    if live.contains(&pid) {
-                        if let Ok(sig) = Signal::try_from(sig) {
-                            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
-                        }
-                    }
-                }
-                _ => tracing::warn!("zygote: unknown request {line:?}"),
             }
+        }
+        if !outbox.is_empty() {
+            out.write_all(&outbox)?;
+            out.flush()?;
+            outbox.clear();
         }
     }
 }
 
-/// Reports every child that has ended.
-fn reap(live: &mut HashSet<i32>, out: &mut impl Write) -> std::io::Result<()> {
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => {
-                live.remove(&pid.as_raw());
-                writeln!(out, "exit {pid} code {code}")?;
-            }
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                live.remove(&pid.as_raw());
-                writeln!(out, "exit {pid} signal {}", sig as i32)?;
-            }
-            Ok(WaitStatus::StillAlive) | Err(_) => break,
-            Ok(_) => continue,
-        }
+fn to_io(e: protocol::codec::CodecError) -> std::io::Error {
+    match e {
+        protocol::codec::CodecError::Io(e) => e,
+        e => std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
     }
-    out.flush()
 }
 
 /// In the forked child: shed the zygote's plumbing, then live as an ordinary worker.
-fn become_worker(socket: &str, token: [u8; 32], chld: &SigSet) -> u8 {
+fn become_worker(socket: &str, token: Token, chld: &SigSet) -> u8 {
     // The pipes to the broker belong to the zygote; the worker's stdio is /dev/null.
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
@@ -168,4 +203,25 @@ fn become_worker(socket: &str, token: [u8; 32], chld: &SigSet) -> u8 {
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(chld), None);
     let zygote = nix::unistd::getppid().as_raw();
     run_with(socket.to_string(), token, zygote)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_must_increase() {
+        let mut z = Zygote::default();
+        assert_eq!(z.judge(1, [1; 32]), Verdict::Fork([1; 32]));
+        assert!(
+            matches!(z.judge(1, [2; 32]), Verdict::Refuse(_)),
+            "a duplicate"
+        );
+        assert!(
+            matches!(z.judge(0, [2; 32]), Verdict::Refuse(_)),
+            "an older one"
+        );
+        // A refusal does not move the mark: the next good id is still judged on its own.
+        assert_eq!(z.judge(2, [3; 32]), Verdict::Fork([3; 32]));
+    }
 }
