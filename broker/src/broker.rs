@@ -11,10 +11,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use protocol::ipc::BrokerToWorker;
 
+use crate::child::Exit;
 use crate::config::Config;
 use crate::manager::{CreateError, SessionManager};
 use crate::metrics::metrics;
-use crate::child::Exit;
 use crate::reaper::Reaper;
 use crate::server::{Server, StartError};
 use crate::session::{EndCause, Lifecycle, Session};
