@@ -1,14 +1,16 @@
-//! Broker: the one object the HTTP layer talks to. It wires the [`SessionManager`] to the
-//! [`Server`], decides what a worker's end means for its session (crash, restart budget,
-//! closed for good), and destroys sessions (idle, never adopted, shutdown) in the order that
-//! loses nothing: close the tabs, ask the worker to stop, signal it if it does not, reap.
+//! Broker: the one object the HTTP layer talks to. It creates sessions (reserve a place in the
+//! [`SessionManager`], have the [`Server`] start its Lua session, publish it), decides what a
+//! worker's end means for its session (crash, restart budget, closed for good), and destroys
+//! sessions (idle, never adopted, shutdown) in the order that loses nothing: close the tabs,
+//! ask the worker to stop, signal it if it does not, reap.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use parking_lot::Mutex;
 use protocol::ipc::BrokerToWorker;
 
 use crate::child::Exit;
@@ -16,9 +18,9 @@ use crate::config::Config;
 use crate::manager::{CreateError, SessionManager};
 use crate::metrics::metrics;
 use crate::reaper::Reaper;
-use crate::server::{Server, StartError};
+use crate::server::{Server, StartError, WorkerEvents};
 use crate::session::{EndCause, Lifecycle, Session};
-use crate::worker_handle::{Ending, WorkerHandle};
+use crate::worker_handle::{WorkerEnded, WorkerHandle};
 
 /// Sessions closed for good that a URL can still explain; the oldest are forgotten past this.
 const MAX_TOMBSTONES: usize = 10_000;
@@ -32,66 +34,55 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// The broker, with the task that hears every worker's end (it lives as long as the
+    /// process). Call inside the runtime.
     pub fn new(config: Config, app_dir: PathBuf, reaper: Reaper) -> std::io::Result<Arc<Broker>> {
         let config = Arc::new(config);
-        let server = Arc::new(Server::new(config.clone(), app_dir, reaper)?);
+        let (server, events) = Server::new(config.clone(), app_dir, reaper)?;
         let broker = Arc::new(Broker {
             manager: SessionManager::new(config.max_sessions, config.max_pending_sessions),
             config,
-            server,
+            server: Arc::new(server),
             tombstones: Mutex::default(),
         });
-        let weak = Arc::downgrade(&broker);
-        broker
-            .manager
-            .set_on_session_created(Box::new(move |session| {
-                let weak = weak.clone();
-                Box::pin(async move {
-                    match weak.upgrade() {
-                        Some(broker) => broker.start_worker(&session).await,
-                        None => Err(StartError::Ending("the broker is stopping".into())),
-                    }
-                })
-            }));
+        tokio::spawn(broker.clone().hear_worker_ends(events));
         Ok(broker)
     }
 
+    /// `GET /`: a new session with a worker that ran main.lua, reachable by its id.
     pub async fn create_session(&self) -> Result<Arc<Session>, CreateError> {
-        self.manager.create_session().await
-    }
-
-    /// Starts (or restarts) the worker of `session`.
-    pub async fn start_worker(self: &Arc<Self>, session: &Arc<Session>) -> Result<(), StartError> {
-        let broker = Arc::downgrade(self);
-        self.server
-            .create_lua_session(session, move |session, handle, ending| {
-                if let Some(broker) = broker.upgrade() {
-                    broker.worker_ended(&session, &handle, ending);
-                }
-            })
-            .await
+        let reservation = self.manager.reserve()?;
+        if let Err(e) = self.server.create_lua_session(&reservation.session).await {
+            metrics().sessions_failed.inc();
+            return Err(e.into());
+        }
+        self.manager.publish(reservation)
     }
 
     /// A crashed session gets a fresh worker (main.lua runs again) when a tab comes back.
-    pub async fn revive(self: &Arc<Self>, session: &Arc<Session>) -> Result<(), StartError> {
+    pub async fn revive(&self, session: &Arc<Session>) -> Result<(), StartError> {
         match session.state() {
-            Lifecycle::Crashed { .. } => self.start_worker(session).await,
+            Lifecycle::Crashed { .. } => self.server.create_lua_session(session).await,
             Lifecycle::Live => Ok(()),
-            Lifecycle::Ending { why } => Err(StartError::Ending(why)),
+            Lifecycle::Ending { why } => Err(StartError::SessionClosing(why)),
+        }
+    }
+
+    async fn hear_worker_ends(self: Arc<Self>, mut events: WorkerEvents) {
+        while let Some(ended) = events.recv().await {
+            if let Some(session) = self.server.release(&ended) {
+                self.worker_ended(&session, ended);
+            }
         }
     }
 
     /// Why a session that no longer exists went, if we still remember.
     pub fn tombstone(&self, id: &str) -> Option<String> {
-        self.tombstones
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
+        self.tombstones.lock().get(id).cloned()
     }
 
     fn bury(&self, id: &str, why: String) {
-        let mut stones = self.tombstones.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stones = self.tombstones.lock();
         if stones.len() >= MAX_TOMBSTONES {
             if let Some(k) = stones.keys().next().cloned() {
                 stones.remove(&k);
@@ -100,14 +91,20 @@ impl Broker {
         stones.insert(id.to_string(), why);
     }
 
-    fn worker_ended(&self, session: &Arc<Session>, handle: &Arc<WorkerHandle>, ending: Ending) {
-        let how = match &ending.killed_because {
-            Some(why) => format!("{why}; {}", ending.exit),
-            None => ending.exit.to_string(),
+    fn worker_ended(&self, session: &Arc<Session>, ended: WorkerEnded) {
+        let WorkerEnded {
+            worker: handle,
+            exit,
+            killed_because,
+            ..
+        } = ended;
+        let how = match &killed_because {
+            Some(why) => format!("{why}; {exit}"),
+            None => exit.to_string(),
         };
         let lifetime_ms = handle.started.elapsed().as_millis() as u64;
-        let crashes = session.worker_ended(handle, &how);
-        let exit_cause = match (crashes, ending.exit, &ending.killed_because) {
+        let crashes = session.worker_ended(&handle, &how);
+        let exit_cause = match (crashes, exit, &killed_because) {
             (0, _, _) => "stopped",
             (_, _, Some(_)) => "killed",
             (_, Exit::Code(_), None) => "crash",

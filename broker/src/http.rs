@@ -140,7 +140,7 @@ async fn serve_session_page(
 ) -> Response {
     match broker.revive(session).await {
         Ok(()) => {}
-        Err(StartError::Ending(why)) => return not_found(&session.id, Some(&why)),
+        Err(StartError::SessionClosing(why)) => return not_found(&session.id, Some(&why)),
         Err(e) => {
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -99,11 +99,11 @@ async fn run(config: Config) -> std::io::Result<()> {
     }
     let maintenance = tokio::spawn(maintain(broker.clone()));
     let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        axum::serve(listener, http::router(broker.clone())).with_graceful_shutdown(async {
-            let _ = accepting_stopped.await;
-        });
-    let server = tokio::spawn(async move { server.await });
+    // `http`, not `server`: `broker.server` is the worker Server (the seed's name).
+    let http = axum::serve(listener, http::router(broker.clone())).with_graceful_shutdown(async {
+        let _ = accepting_stopped.await;
+    });
+    let http = tokio::spawn(async move { http.await });
 
     if let Some(listener) = metrics_listener {
         let at = listener.local_addr()?;
@@ -122,7 +122,7 @@ async fn run(config: Config) -> std::io::Result<()> {
     let _ = stop_accepting.send(());
     maintenance.abort();
     // Plain HTTP requests still in flight get a moment to finish; tabs are already closed.
-    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
     broker.server.close();
     tracing::info!("stopped");
     Ok(())

@@ -1,23 +1,22 @@
-//! SessionManager: creates and destroys sessions, vends ids, enforces the admission caps, and
-//! culls sessions nobody uses.
+//! SessionManager: the table of live sessions: vends ids, enforces the admission caps, and
+//! finds sessions nobody uses.
 //!
-//! As in the seed, creating a session fires an `on_session_created` hook; the broker wires it to
-//! [`crate::server::Server::create_lua_session`], so the manager knows nothing of processes.
-//! A session is only published (reachable by its id) once that hook succeeded.
+//! Creating a session is three steps the broker takes in order (the seed's `CreateSession`
+//! and its `SetOnSessionCreated` hook, laid out flat): [`SessionManager::reserve`] admits it
+//! and vends its ids, `Server::create_lua_session` gives it a worker that ran main.lua, and
+//! [`SessionManager::publish`] makes it reachable by its id. The manager knows nothing of
+//! processes; a session whose start failed is never published.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::metrics::metrics;
 use crate::server::StartError;
 use crate::session::{EndCause, Session};
-
-pub type HookFuture = Pin<Box<dyn Future<Output = Result<(), StartError>> + Send>>;
-pub type SessionHook = Box<dyn Fn(Arc<Session>) -> HookFuture + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -38,13 +37,19 @@ pub struct SessionManager {
     closing: AtomicBool,
     max_sessions: usize,
     max_pending: usize,
-    on_session_created: OnceLock<SessionHook>,
 }
 
-/// Undoes a "creating" reservation however creation ends.
-struct Reservation<'a>(&'a AtomicUsize);
+/// A session being created: it counts against both caps until it is published or dropped.
+pub struct Reservation<'a> {
+    _pending: Pending<'a>,
+    pub session: Arc<Session>,
+    started: Instant,
+}
 
-impl Drop for Reservation<'_> {
+/// One count of "sessions being created", given back however creation ends.
+struct Pending<'a>(&'a AtomicUsize);
+
+impl Drop for Pending<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -59,28 +64,20 @@ impl SessionManager {
             closing: AtomicBool::new(false),
             max_sessions,
             max_pending,
-            on_session_created: OnceLock::new(),
         }
     }
 
-    /// Sets the hook that brings a new session to life (the seed's `SetOnSessionCreated`).
-    pub fn set_on_session_created(&self, hook: SessionHook) {
-        if self.on_session_created.set(hook).is_err() {
-            tracing::error!("on_session_created set twice; keeping the first");
-        }
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Refuses every later `create_session` (shutdown has begun).
+    /// Refuses every later [`SessionManager::reserve`] (shutdown has begun).
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
     }
 
-    /// Creates a session and runs the hook; the session is reachable only if that succeeds.
-    pub async fn create_session(&self) -> Result<Arc<Session>, CreateError> {
+    /// Admits a new session (or says why not) and vends its ids; it is not reachable yet.
+    pub fn reserve(&self) -> Result<Reservation<'_>, CreateError> {
         let started = Instant::now();
         if self.closing.load(Ordering::Acquire) {
             metrics().sessions_refused.inc();
@@ -88,7 +85,7 @@ impl SessionManager {
             return Err(CreateError::Closing);
         }
         let creating = self.creating.fetch_add(1, Ordering::AcqRel) + 1;
-        let _reservation = Reservation(&self.creating);
+        let pending = Pending(&self.creating);
         if creating > self.max_pending {
             metrics().sessions_refused.inc();
             metrics().refused("pending_cap");
@@ -100,27 +97,28 @@ impl SessionManager {
             metrics().refused("session_cap");
             return Err(CreateError::Full(self.max_sessions));
         }
-        let session = Arc::new(Session::new(
-            new_session_id(),
-            self.next_vended.fetch_add(1, Ordering::Relaxed),
-        ));
-        let hook = self
-            .on_session_created
-            .get()
-            .expect("on_session_created is set at start-up");
-        if let Err(e) = hook(session.clone()).await {
-            metrics().sessions_failed.inc();
-            return Err(e.into());
-        }
+        Ok(Reservation {
+            _pending: pending,
+            session: Arc::new(Session::new(
+                new_session_id(),
+                self.next_vended.fetch_add(1, Ordering::Relaxed),
+            )),
+            started,
+        })
+    }
+
+    /// Makes a reserved session, its worker started, reachable by its id.
+    pub fn publish(&self, reservation: Reservation<'_>) -> Result<Arc<Session>, CreateError> {
         if self.closing.load(Ordering::Acquire) {
             // Shutdown began while main.lua ran; shutdown stops the worker.
             return Err(CreateError::Closing);
         }
+        let session = reservation.session.clone();
         self.lock().insert(session.id.clone(), session.clone());
         metrics().sessions_created.inc();
         metrics()
             .session_creation_seconds
-            .observe(started.elapsed().as_secs_f64());
+            .observe(reservation.started.elapsed().as_secs_f64());
         Ok(session)
     }
 
@@ -191,6 +189,29 @@ pub fn is_session_id(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reservation_holds_a_place_until_published_or_dropped() {
+        let manager = SessionManager::new(2, 1);
+        let first = manager.reserve().unwrap();
+        assert!(
+            matches!(manager.reserve(), Err(CreateError::Busy(1))),
+            "one creation at a time"
+        );
+        let id = first.session.id.clone();
+        assert!(manager.get(&id).is_none(), "not reachable before it is published");
+        let session = manager.publish(first).unwrap();
+        assert!(Arc::ptr_eq(&manager.get(&id).unwrap(), &session));
+        assert_eq!(manager.creating(), 0);
+
+        drop(manager.reserve().unwrap()); // a failed start gives its place back
+        let second = manager.reserve().unwrap();
+        assert_ne!(second.session.vended_id, session.vended_id);
+        manager.publish(second).unwrap();
+        assert!(matches!(manager.reserve(), Err(CreateError::Full(2))));
+        manager.close();
+        assert!(matches!(manager.reserve(), Err(CreateError::Closing)));
+    }
 
     #[test]
     fn ids_are_32_lowercase_hex_and_distinct() {

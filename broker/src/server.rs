@@ -1,5 +1,7 @@
 //! Server: starts, tracks and stops the worker processes (the seed's `Server`, whose
-//! `luaSessions` map here holds a [`WorkerHandle`] per vended id).
+//! `luaSessions` map here holds each running session's [`WorkerHandle`] by vended id).
+//! Every worker's end comes back as one [`WorkerEnded`] on the events channel [`Server::new`]
+//! returns; the broker decides what it means.
 //!
 //! Starting a worker: register a one-time token, have the spawner exec the worker, and wait
 //! for it to connect and authenticate (or die). Exec dominates session-creation latency, so a
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::{Mutex, MutexGuard};
 use protocol::ipc::{BrokerToWorker, LuaLimits, StartSession, WorkerToBroker};
+use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::child::{Child, Exit};
@@ -25,7 +28,7 @@ use crate::config::Config;
 use crate::reaper::Reaper;
 use crate::session::Session;
 use crate::spawner::{SpawnError, Spawner};
-use crate::worker_handle::{Ending, WorkerHandle};
+use crate::worker_handle::{WorkerEnded, WorkerHandle};
 use crate::worker_socket::{Link, WorkerSocket};
 
 /// How long a spawned worker may take to connect and say hello.
@@ -48,7 +51,7 @@ pub enum StartError {
     #[error("main.lua did not finish within {0:?}")]
     MainTimeout(Duration),
     #[error("the session is closing: {0}")]
-    Ending(String),
+    SessionClosing(String),
 }
 
 /// A started, authenticated worker waiting for its session.
@@ -62,7 +65,9 @@ pub struct Server {
     app_dir: PathBuf,
     spawner: Spawner,
     socket: WorkerSocket,
-    workers: Mutex<HashMap<u64, Arc<WorkerHandle>>>,
+    /// The seed's `luaSessions`: every session with a live worker, by vended id.
+    lua_sessions: Mutex<HashMap<u64, Running>>,
+    events: mpsc::UnboundedSender<WorkerEnded>,
     spares: Mutex<Vec<Spare>>,
     /// Spares being started right now (so refills do not overshoot).
     spares_coming: AtomicUsize,
@@ -70,20 +75,36 @@ pub struct Server {
     refills: TaskTracker,
 }
 
+/// A session and the worker serving it.
+struct Running {
+    session: Arc<Session>,
+    worker: Arc<WorkerHandle>,
+}
+
+/// Where every worker's end is reported, once each.
+pub type WorkerEvents = mpsc::UnboundedReceiver<WorkerEnded>;
+
 impl Server {
-    pub fn new(config: Arc<Config>, app_dir: PathBuf, reaper: Reaper) -> std::io::Result<Server> {
+    pub fn new(
+        config: Arc<Config>,
+        app_dir: PathBuf,
+        reaper: Reaper,
+    ) -> std::io::Result<(Server, WorkerEvents)> {
         let socket = WorkerSocket::bind()?;
         let spawner = Spawner::start(socket.path().to_path_buf(), reaper)?;
-        Ok(Server {
+        let (events, ended) = mpsc::unbounded_channel();
+        let server = Server {
             config,
             app_dir,
             spawner,
             socket,
-            workers: Mutex::default(),
+            lua_sessions: Mutex::default(),
+            events,
             spares: Mutex::default(),
             spares_coming: AtomicUsize::new(0),
             refills: TaskTracker::new(),
-        })
+        };
+        Ok((server, ended))
     }
 
     /// Switches worker starts to forking from a zygote (see `spawner`).
@@ -118,11 +139,23 @@ impl Server {
 
     /// Every live worker that serves a session.
     pub fn workers(&self) -> Vec<Arc<WorkerHandle>> {
-        self.lock().values().cloned().collect()
+        self.lock().values().map(|r| r.worker.clone()).collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<WorkerHandle>>> {
-        self.workers.lock()
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Running>> {
+        self.lua_sessions.lock()
+    }
+
+    /// Takes an ended worker out of `luaSessions`; returns the session it served (`None` if
+    /// that session has another worker by now).
+    pub fn release(&self, ended: &WorkerEnded) -> Option<Arc<Session>> {
+        let mut running = self.lock();
+        match running.get(&ended.vended_id) {
+            Some(r) if Arc::ptr_eq(&r.worker, &ended.worker) => {
+                running.remove(&ended.vended_id).map(|r| r.session)
+            }
+            _ => None,
+        }
     }
 
     fn lock_spares(&self) -> MutexGuard<'_, Vec<Spare>> {
@@ -213,11 +246,10 @@ impl Server {
     }
 
     /// Gives `session` a worker: a spare if one is ready, else a freshly spawned one; runs its
-    /// main.lua and installs it in the session. `on_end` is told how the worker's life ended.
+    /// main.lua and installs it in the session. Its end will come as a [`WorkerEnded`].
     pub async fn create_lua_session(
         self: &Arc<Self>,
         session: &Arc<Session>,
-        on_end: impl FnOnce(Arc<Session>, Arc<WorkerHandle>, Ending) + Send + 'static,
     ) -> Result<(), StartError> {
         let started = Instant::now();
         // A spare may have died while it waited (its zygote died, say) before anyone noticed;
@@ -249,17 +281,29 @@ impl Server {
                 }
             }
         };
-        let server = self.clone();
-        let owner = session.clone();
         let pid = child.pid();
-        let handle = WorkerHandle::start(child, link, session.clone(), move |handle, ending| {
-            server.lock().remove(&owner.vended_id);
-            on_end(owner, handle, ending);
-        });
-        self.lock().insert(session.vended_id, handle.clone());
+        let handle = {
+            // Under the lock, so its end (taken out under the same lock) cannot come first.
+            let mut running = self.lock();
+            let handle = WorkerHandle::start(
+                session.vended_id,
+                child,
+                link,
+                session.clone(),
+                self.events.clone(),
+            );
+            running.insert(
+                session.vended_id,
+                Running {
+                    session: session.clone(),
+                    worker: handle.clone(),
+                },
+            );
+            handle
+        };
         if let Err(why) = session.set_worker(handle.clone()) {
             handle.kill(format!("session closed while starting: {why}"));
-            return Err(StartError::Ending(why));
+            return Err(StartError::SessionClosing(why));
         }
         tracing::info!(session = %session.id, vended = session.vended_id, pid,
             startup_us = started.elapsed().as_micros() as u64, "session started");

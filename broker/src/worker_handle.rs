@@ -42,21 +42,26 @@ pub struct WorkerHandle {
     last_pong: watch::Sender<u64>,
 }
 
-/// How a worker's life ended, as the supervisor saw it.
-pub struct Ending {
+/// A worker's life is over: sent once per worker, on the server's events channel, after the
+/// process has been reaped.
+pub struct WorkerEnded {
+    /// The session it served (`Session::vended_id`).
+    pub vended_id: u64,
+    pub worker: Arc<WorkerHandle>,
     pub exit: Exit,
     /// Set when the broker killed the worker on purpose (ping timeout, bad frame, shutdown).
     pub killed_because: Option<String>,
 }
 
 impl WorkerHandle {
-    /// Takes over an authenticated, started worker: spawns its writer, reader and supervisor.
-    /// `on_end` runs once the process has been reaped.
+    /// Takes over an authenticated, started worker of session `vended_id`: spawns its writer,
+    /// reader and supervisor. Its end is reported on `events`.
     pub fn start(
+        vended_id: u64,
         child: Child,
         link: Link,
         batches: Arc<dyn BatchSink>,
-        on_end: impl FnOnce(Arc<WorkerHandle>, Ending) + Send + 'static,
+        events: mpsc::UnboundedSender<WorkerEnded>,
     ) -> Arc<WorkerHandle> {
         let (queue, mut outbox) = mpsc::channel::<BrokerToWorker>(WORKER_QUEUE);
         let handle = Arc::new(WorkerHandle {
@@ -97,13 +102,13 @@ impl WorkerHandle {
         tokio::spawn(async move {
             let exit = supervisor.child.exited().await;
             let killed_because = supervisor.kill_reason.lock().take();
-            on_end(
-                supervisor,
-                Ending {
-                    exit,
-                    killed_because,
-                },
-            );
+            // Nobody listening means the broker is exiting; there is no one left to tell.
+            let _ = events.send(WorkerEnded {
+                vended_id,
+                worker: supervisor,
+                exit,
+                killed_because,
+            });
         });
         handle
     }
