@@ -5,6 +5,10 @@
 //! same browser, an app written for the test: deep objects open on demand, a number edit
 //! reaches Lua, and a Lua error becomes a dismissible banner.
 //!
+//! Then the page rendering an app's own viewdefs: an app made for the test covers the bindings
+//! (input, textarea, select, contenteditable, ui-html, ui-style, key modifiers, ui-view
+//! namespaces and fallback, a web component) and the destroy of a view's variables.
+//!
 //! Chromium and chromedriver are required (`.ci/run` installs them: `apt-get install chromium
 //! chromium-driver`); without them the test fails, it never skips. Every wait is a WebDriver
 //! wait for an element with a deadline; nothing sleeps.
@@ -140,6 +144,26 @@ async fn wait_for(page: &Client, css: &str) -> Element {
     }
 }
 
+/// Waits (with the harness deadline) for an element matching the XPath `xpath` (CSS cannot
+/// match text or count children).
+async fn wait_for_xpath(page: &Client, xpath: &str) -> Element {
+    match page
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::XPath(xpath))
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            let text = match page.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!("no element {xpath} within {DEADLINE:?} ({e}); the page shows:\n{text}")
+        }
+    }
+}
+
 /// Deep nesting (opened lazily), a number, a computed value and a method that fails.
 const BOX_APP: &str = r#"
 local Box = { type = "Box" }
@@ -172,7 +196,10 @@ async fn the_page_shows_the_default_app_and_drives_it() {
     assert!(is_session_id(&id), "landed on {url}, not /<session id>");
 
     // Variable 1's fields arrive: the counter at 0, the app's type, its methods as buttons.
+    // The default app ships no viewdefs, so the page shows the tree, and no switch to an app view.
     wait_for(&page, &field("count", "0")).await;
+    wait_for(&page, "body[data-view=\"tree\"] #lb-app[hidden]").await;
+    wait_for(&page, "#lb-view-toggle[hidden]").await;
     wait_for(&page, "[data-path=\"\"] .lb-type").await;
     let increment = wait_for(&page, "button[data-call=\"increment\"]").await;
     assert_eq!(increment.text().await.unwrap(), "increment()");
@@ -316,3 +343,178 @@ async fn the_page_shows_the_default_app_and_drives_it() {
 
     page.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn every_binding_reaches_lua_and_back() {
+    let widgets = Broker::with_app(WIDGETS_APP, &["--debug-pages"]);
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let page = driver.browser(profile.path()).await;
+    page.goto(&widgets.url("/")).await.unwrap();
+    wait_for(&page, "body[data-view=\"app\"] .form").await;
+    let url = page.current_url().await.unwrap();
+    let session = url.path().trim_start_matches('/').to_string();
+
+    // A text input sends on change; the computed greeting follows.
+    wait_for_xpath(&page, "//span[@class='greeting'][.='Hello, Ada']").await;
+    let name = wait_for(&page, "input.name").await;
+    name.send_keys(" Lovelace\u{E004}").await.unwrap(); // U+E004: Tab, which commits the edit
+    wait_for_xpath(&page, "//span[@class='greeting'][.='Hello, Ada Lovelace']").await;
+
+    // A textarea with ?keypress, a select, a contenteditable element: each writes to Lua,
+    // and each field's echo (a computed span) shows Lua has it.
+    wait_for(&page, "textarea.bio")
+        .await
+        .send_keys("Mathematician")
+        .await
+        .unwrap();
+    wait_for_xpath(&page, "//span[@class='echo-bio'][.='13 characters']").await;
+    wait_for(&page, "select.color option[value=\"blue\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for_xpath(&page, "//span[@class='echo-color'][.='blue']").await;
+    let note = wait_for(&page, "div.note[contenteditable]").await;
+    note.click().await.unwrap();
+    note.send_keys("jotted").await.unwrap();
+    wait_for(&page, "input.name").await.click().await.unwrap(); // blur commits it
+    wait_for_xpath(&page, "//span[@class='echo-note'][.='jotted']").await;
+
+    // ui-html renders markup; ui-style-* sets a style property from a computed value.
+    wait_for(&page, "div.html b.markup").await;
+    wait_for(&page, "div.box[style*=\"width: 40px\"]").await;
+    wait_for(&page, "button.grow").await.click().await.unwrap();
+    wait_for(&page, "div.box[style*=\"width: 50px\"]").await;
+
+    // Key bindings with modifiers: Ctrl+Enter calls save(), Enter alone does not; Escape on a
+    // plain path writes the key's name.
+    let keys = wait_for(&page, "input.keys").await;
+    keys.send_keys("\u{E007}").await.unwrap();
+    keys.send_keys("\u{E009}\u{E007}\u{E000}").await.unwrap(); // Ctrl down, Enter, keys up
+    wait_for_xpath(&page, "//span[@class='saves'][.='1']").await;
+    keys.send_keys("\u{E00C}").await.unwrap(); // Escape
+    wait_for_xpath(&page, "//span[@class='lastkey'][.='escape']").await;
+    wait_for_xpath(&page, "//span[@class='saves'][.='1']").await;
+
+    // ui-view renders an object by its type's viewdef in the namespace asked for, falling
+    // back to DEFAULT when that namespace has none.
+    wait_for_xpath(&page, "//span[@class='pet-compact'][.='cat']").await;
+    wait_for_xpath(&page, "//div[@class='pet-default'][.='a cat']").await;
+    // The object changes: the view follows; it goes away when the field is nil, and its
+    // variables with it.
+    wait_for(&page, "button.swap").await.click().await.unwrap();
+    wait_for_xpath(&page, "//span[@class='pet-compact'][.='dog']").await;
+    let paths = |vars: Vec<serde_json::Value>| -> Vec<String> {
+        vars.iter()
+            .filter_map(|v| v["path"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(paths(widgets.variables(&session).await).contains(&"kind".to_string()));
+    wait_for(&page, "button.lose").await.click().await.unwrap();
+    wait_for_xpath(
+        &page,
+        "//*[@class='pets'][not(.//span[@class='pet-compact'])][not(.//div[@class='pet-default'])]",
+    )
+    .await;
+    // One more round trip: the worker handles a tab's frames in order, so the destroys the
+    // page sent when the views went away have been handled once this answer is back.
+    wait_for(&page, "button.grow").await.click().await.unwrap();
+    wait_for(&page, "div.box[style*=\"width: 60px\"]").await;
+    let left = paths(widgets.variables(&session).await);
+    assert!(
+        !left.iter().any(|p| p == "kind" || p == "phrase()"),
+        "the views' bindings are destroyed with them: {left:?}"
+    );
+
+    // A web component the page provides binds through its `value` property and its own
+    // `<prefix>-change` event.
+    page.execute(
+        r#"customElements.define("wc-field", class extends HTMLElement {
+             get value() { return this.dataset.value || ""; }
+             set value(v) { this.dataset.value = v; this.textContent = "[" + v + "]"; }
+           });"#,
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_for_xpath(&page, "//wc-field[.='[Ada Lovelace]']").await;
+    page.execute(
+        r#"const f = document.querySelector("wc-field");
+           f.value = "Grace"; f.dispatchEvent(new Event("wc-change"));"#,
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_for_xpath(&page, "//span[@class='greeting'][.='Hello, Grace']").await;
+    wait_for(&page, "input.name").await;
+    assert_eq!(
+        wait_for(&page, "input.name")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Grace")
+    );
+
+    let errors = page.find_all(Locator::Css("#lb-errors > *")).await.unwrap();
+    assert!(errors.is_empty(), "error banners: {}", errors.len());
+    page.close().await.unwrap();
+}
+
+/// The bindings the task board does not use, on one object, and a Pet shown by ui-view.
+const WIDGETS_APP: &[(&str, &str)] = &[
+    (
+        "main.lua",
+        r#"
+local Pet = session:prototype("Pet", { kind = "cat" })
+function Pet:phrase() return "a " .. self.kind end
+local Form = session:prototype("Form", {
+  name = "Ada", bio = "", color = "red", note = "", size = 40, saves = 0, lastKey = "",
+  html = '<b class="markup">bold</b>',
+})
+function Form:greeting() return "Hello, " .. self.name end
+function Form:bioLength() return #self.bio .. " characters" end
+function Form:width() return self.size .. "px" end
+function Form:grow() self.size = self.size + 10 end
+function Form:save() self.saves = self.saves + 1 end
+function Form:swap() self.pet = Pet:new({ kind = "dog" }) end
+function Form:lose() self.pet = nil end
+local form = Form:new()
+form.pet = Pet:new()
+session:createAppVariable(form)
+"#,
+    ),
+    (
+        "viewdefs/Form.DEFAULT.html",
+        r#"<template>
+  <div class="form">
+    <input class="name" ui-value="name"> <span class="greeting" ui-value="greeting()"></span>
+    <textarea class="bio" ui-value="bio?keypress"></textarea> <span class="echo-bio" ui-value="bioLength()"></span>
+    <select class="color" ui-value="color"><option value="red">Red</option><option value="blue">Blue</option></select>
+    <span class="echo-color" ui-value="color"></span>
+    <div class="note" contenteditable="true" ui-value="note"></div> <span class="echo-note" ui-value="note"></span>
+    <div class="html" ui-html="html"></div>
+    <div class="box" ui-style-width="width()" style="height: 4px; background: teal"></div>
+    <button class="grow" ui-action="grow()">grow</button>
+    <input class="keys" ui-event-keypress-ctrl-enter="save()" ui-event-keypress-escape="lastKey">
+    <span class="saves" ui-value="saves"></span> <span class="lastkey" ui-value="lastKey"></span>
+    <div class="pets">
+      <div ui-view="pet" ui-namespace="COMPACT"></div>
+      <div ui-view="pet" ui-namespace="NO-SUCH"></div>
+    </div>
+    <button class="swap" ui-action="swap()">swap</button> <button class="lose" ui-action="lose()">lose</button>
+    <wc-field ui-value="name"></wc-field>
+  </div>
+</template>"#,
+    ),
+    (
+        "viewdefs/Pet.COMPACT.html",
+        r#"<template><span class="pet-compact" ui-value="kind"></span></template>"#,
+    ),
+    (
+        "viewdefs/Pet.DEFAULT.html",
+        r#"<template><div class="pet-default" ui-value="phrase()"></div></template>"#,
+    ),
+];

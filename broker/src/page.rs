@@ -4,7 +4,8 @@
 use protocol::ipc::DebugVariable;
 use serde_json::{json, Value as Json};
 
-/// The built-in session page: connects to `/ws/<id>` and shows the app as a live object tree.
+/// The built-in session page: connects to `/ws/<id>` and shows the app through its own
+/// viewdefs, or as a live object tree when it has none.
 pub const SESSION_PAGE: &str = include_str!("page/session.html");
 
 /// The page's script and style, served at `/_luabroker/<name>` (a prefix no 32-hex session id
@@ -15,6 +16,10 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("client.js", JS, include_str!("page/client.js")),
     ("status.js", JS, include_str!("page/status.js")),
     ("tree.js", JS, include_str!("page/tree.js")),
+    ("variables.js", JS, include_str!("page/variables.js")),
+    ("viewdefs.js", JS, include_str!("page/viewdefs.js")),
+    ("bindings.js", JS, include_str!("page/bindings.js")),
+    ("view.js", JS, include_str!("page/view.js")),
     ("dom.js", JS, include_str!("page/dom.js")),
     ("session.css", CSS, include_str!("page/session.css")),
 ];

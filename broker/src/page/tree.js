@@ -62,7 +62,7 @@ function shapeOf(v) {
 }
 
 /** @param {unknown} v */
-export function displayText(v) {
+function displayText(v) {
   if (v === null || v === undefined) return "nil";
   if (typeof v === "string") return v;
   if (typeof v === "object") return JSON.stringify(v);
@@ -529,8 +529,12 @@ export class TreeView {
     this.expandedByUser = new Map();
   }
 
-  /** Builds the tree afresh from variable 1 (on a new connection). */
-  start() {
+  /**
+   * Builds the tree afresh from variable 1 (on a new connection); `watch`: ask for variable 1
+   * (false when the caller already watches it and hands its first update to `handle`).
+   * @param {boolean} [watch]
+   */
+  start(watch = true) {
     this.nodes = new Map();
     this.actions = new Map();
     this.computedNames = new Set();
@@ -539,7 +543,7 @@ export class TreeView {
     list.append(root.li);
     this.container.replaceChildren(list);
     this.container.setAttribute("aria-busy", "true");
-    this.client.send("watch", { varId: 1 }, true);
+    if (watch) this.client.send("watch", { varId: 1 }, true);
   }
 
   /** @param {Message} message */
