@@ -127,39 +127,24 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
 
 /// Waits (with the harness deadline) for an element matching `css`.
 async fn wait_for(page: &Client, css: &str) -> Element {
-    match page
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::Css(css))
-        .await
-    {
-        Ok(e) => e,
-        Err(e) => {
-            let text = match page.find(Locator::Css("body")).await {
-                Ok(body) => body.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            panic!("no element {css} within {DEADLINE:?} ({e}); the page shows:\n{text}")
-        }
-    }
+    wait_for_element(page, Locator::Css(css)).await
 }
 
 /// Waits (with the harness deadline) for an element matching the XPath `xpath` (CSS cannot
 /// match text or count children).
 async fn wait_for_xpath(page: &Client, xpath: &str) -> Element {
-    match page
-        .wait()
-        .at_most(DEADLINE)
-        .for_element(Locator::XPath(xpath))
-        .await
-    {
+    wait_for_element(page, Locator::XPath(xpath)).await
+}
+
+async fn wait_for_element(page: &Client, what: Locator<'_>) -> Element {
+    match page.wait().at_most(DEADLINE).for_element(what).await {
         Ok(e) => e,
         Err(e) => {
             let text = match page.find(Locator::Css("body")).await {
                 Ok(body) => body.text().await.unwrap_or_default(),
                 Err(_) => String::new(),
             };
-            panic!("no element {xpath} within {DEADLINE:?} ({e}); the page shows:\n{text}")
+            panic!("no element {what:?} within {DEADLINE:?} ({e}); the page shows:\n{text}")
         }
     }
 }
