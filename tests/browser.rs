@@ -5,9 +5,13 @@
 //! same browser, an app written for the test: deep objects open on demand, a number edit
 //! reaches Lua, and a Lua error becomes a dismissible banner.
 //!
-//! Then the page rendering an app's own viewdefs: an app made for the test covers the bindings
-//! (input, textarea, select, contenteditable, ui-html, ui-style, key modifiers, ui-view
-//! namespaces and fallback, a web component) and the destroy of a view's variables.
+//! Then the page rendering an app's own viewdefs: `examples/tasks` (a copy, served with
+//! `--hotload`) shows its board from its templates, not the tree; typing, actions, lists that
+//! grow and shrink, classes and attributes that follow state, a viewdef edited in place, the
+//! switch to the tree and back, a crash; and an app made for the test covers the other
+//! bindings (textarea, select, contenteditable, ui-html, ui-style, key modifiers, ui-view
+//! namespaces, `?itemWrapper=` rows, the built-in `lua.ViewList` template, a web component)
+//! and the destroy of a view's variables.
 //!
 //! Chromium and chromedriver are required (`.ci/run` installs them: `apt-get install chromium
 //! chromium-driver`); without them the test fails, it never skips. Every wait is a WebDriver
@@ -329,6 +333,287 @@ async fn the_page_shows_the_default_app_and_drives_it() {
     page.close().await.unwrap();
 }
 
+/// The files of `examples/tasks`, to serve a copy whose viewdefs the test may edit.
+fn tasks_example() -> tempfile::TempDir {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tasks");
+    let mut files = Vec::new();
+    for sub in ["", "tasks", "viewdefs"] {
+        for entry in std::fs::read_dir(root.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            let source = path.extension().is_some_and(|e| e == "lua" || e == "html");
+            if path.is_file() && source {
+                let name = Path::new(sub).join(path.file_name().unwrap());
+                files.push((
+                    name.to_string_lossy().into_owned(),
+                    std::fs::read_to_string(&path).unwrap(),
+                ));
+            }
+        }
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_str()))
+        .collect();
+    app(&files)
+}
+
+/// The `n`th column of the board (1-based), as XPath.
+fn column(n: usize) -> String {
+    format!("(//div[contains(concat(' ', @class, ' '), ' column ')])[{n}]")
+}
+
+/// The task row titled `title`, as XPath.
+fn row(title: &str) -> String {
+    format!("//li[contains(concat(' ', @class, ' '), ' task ')][.//span[contains(@class, 'title')][.='{title}']]")
+}
+
+#[tokio::test]
+async fn the_page_renders_the_apps_own_viewdefs() {
+    let dir = tasks_example();
+    let app_dir = dir.path().to_str().unwrap().to_string();
+    let broker = Broker::start(&["--lua-dir", &app_dir, "--hotload"]);
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let page = driver.browser(profile.path()).await;
+    page.goto(&broker.url("/")).await.unwrap();
+
+    // The board comes from Board.DEFAULT.html, its columns from a ui-viewlist of Column views,
+    // the tasks from Task.list-item.html rows; the tree is not shown.
+    wait_for(&page, "body[data-view=\"app\"] #lb-app .board").await;
+    wait_for(&page, "#lb-tree[hidden]").await;
+    wait_for_xpath(&page, "//h1[.='Team board']").await;
+    wait_for_xpath(
+        &page,
+        &format!(
+            "{}[.//span[@class='name'][.='To do']][count(.//li)=2]",
+            column(1)
+        ),
+    )
+    .await;
+    wait_for_xpath(
+        &page,
+        &format!(
+            "{}[.//span[@class='name'][.='Doing']]{}",
+            column(2),
+            row("Connect a frontend")
+        ),
+    )
+    .await;
+    wait_for_xpath(
+        &page,
+        &format!(
+            "{}[.//span[@class='name'][.='Done']][count(.//li)=0]",
+            column(3)
+        ),
+    )
+    .await;
+    assert!(
+        page.find_all(Locator::Css("#lb-tree [data-path]"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no object tree"
+    );
+    // ui-class-*: the empty column says so; ui-attr-*: nothing typed, nothing to add; a task in
+    // the first column cannot move left; ui-style-*: the progress bar's width.
+    wait_for(&page, ".column.empty").await;
+    wait_for(&page, "button.add[disabled]").await;
+    wait_for_xpath(
+        &page,
+        &format!(
+            "{}//button[contains(@class, 'move-left')][@disabled]",
+            row("Write the README")
+        ),
+    )
+    .await;
+    wait_for(&page, ".progress .bar[style*=\"width: 0%\"]").await;
+
+    // Typing reaches Lua at each key (`newTask?keypress`): the computed preview follows and
+    // the Add button is enabled.
+    let input = wait_for(&page, "input.new-title").await;
+    input.send_keys("Buy milk").await.unwrap();
+    wait_for_xpath(
+        &page,
+        "//span[contains(@class, 'preview')][.='Add “Buy milk” to To do']",
+    )
+    .await;
+    wait_for(&page, "button.add:not([disabled])").await;
+
+    // The Add action adds a task: the first column's list grows; the field is emptied by Lua.
+    wait_for(&page, "button.add").await.click().await.unwrap();
+    wait_for_xpath(
+        &page,
+        &format!("{}[count(.//li)=3]{}", column(1), row("Buy milk")),
+    )
+    .await;
+    wait_for(&page, "button.add[disabled]").await;
+    assert_eq!(input.prop("value").await.unwrap().as_deref(), Some(""));
+
+    // A row's action moves its task: one list shrinks, the next grows.
+    wait_for_xpath(
+        &page,
+        &format!(
+            "{}//button[contains(@class, 'move-right')]",
+            row("Buy milk")
+        ),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_for_xpath(
+        &page,
+        &format!("{}[count(.//li)=2]{}", column(2), row("Buy milk")),
+    )
+    .await;
+    wait_for_xpath(&page, &format!("{}[count(.//li)=2]", column(1))).await;
+    // Once more, to the last column: it is no longer empty, and the task cannot go further right.
+    wait_for_xpath(
+        &page,
+        &format!(
+            "{}//button[contains(@class, 'move-right')]",
+            row("Buy milk")
+        ),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_for_xpath(
+        &page,
+        &format!(
+            "{}[not(contains(@class, 'empty'))]{}",
+            column(3),
+            row("Buy milk")
+        ),
+    )
+    .await;
+    wait_for_xpath(
+        &page,
+        &format!(
+            "{}//button[contains(@class, 'move-right')][@disabled]",
+            row("Buy milk")
+        ),
+    )
+    .await;
+    wait_for(&page, ".progress .bar[style*=\"width: 25%\"]").await;
+
+    // A checkbox writes through and the row's class follows.
+    wait_for_xpath(
+        &page,
+        &format!("{}//input[contains(@class, 'done')]", row("Try --hotload")),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_for_xpath(
+        &page,
+        &format!(
+            "{}[contains(concat(' ', @class, ' '), ' done ')]",
+            row("Try --hotload")
+        ),
+    )
+    .await;
+
+    // Edit: the title field shows, Enter saves what was typed.
+    wait_for_xpath(
+        &page,
+        &format!(
+            "{}//button[contains(@class, 'edit')]",
+            row("Write the README")
+        ),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    let edit = wait_for_xpath(
+        &page,
+        &format!(
+            "{}[contains(@class, 'editing')]//input[contains(@class, 'title-edit')][not(@hidden)]",
+            row("Write the README")
+        ),
+    )
+    .await;
+    edit.send_keys(" now\u{E007}").await.unwrap(); // U+E007: WebDriver's Enter key
+    wait_for_xpath(
+        &page,
+        &format!(
+            "{}[not(contains(@class, 'editing'))]",
+            row("Write the README now")
+        ),
+    )
+    .await;
+
+    // No error banner came up along the way.
+    let errors = page.find_all(Locator::Css("#lb-errors > *")).await.unwrap();
+    assert!(errors.is_empty(), "error banners: {}", errors.len());
+    if let Ok(shot) = std::env::var("LUABROKER_BROWSER_SCREENSHOT") {
+        // The README's showcase picture (examples/tasks/screenshot.png): the page's body only.
+        let body = page.find(Locator::Css("body")).await.unwrap();
+        std::fs::write(
+            shot.replace(".png", "-tasks.png"),
+            body.screenshot().await.unwrap(),
+        )
+        .unwrap();
+    }
+
+    // --hotload: an edited viewdef re-renders the views that use it, in place: the page is not
+    // reloaded (a marker set in it survives) and the board keeps its state.
+    page.execute("window.lbMarker = 7;", vec![]).await.unwrap();
+    let column_file = dir.path().join("viewdefs/Column.DEFAULT.html");
+    let template = std::fs::read_to_string(&column_file).unwrap();
+    let edited = template.replace(
+        "<ul class=\"tasks\"",
+        "<p class=\"hot\">edited</p><ul class=\"tasks\"",
+    );
+    assert_ne!(template, edited);
+    std::fs::write(&column_file, edited).unwrap();
+    wait_for_xpath(&page, &format!("{}//p[@class='hot']", column(3))).await;
+    wait_for_xpath(&page, &format!("{}{}", column(3), row("Buy milk"))).await;
+    assert_eq!(
+        page.execute("return window.lbMarker;", vec![])
+            .await
+            .unwrap(),
+        json!(7)
+    );
+
+    // The header's switch shows the same session as the object tree, and back.
+    wait_for(&page, "#lb-view-toggle:not([hidden])")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(&page, "body[data-view=\"tree\"]").await;
+    wait_for(&page, &field("title", "Team board")).await;
+    wait_for(&page, "#lb-view-toggle:not([hidden])")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for_xpath(&page, &format!("{}{}", column(3), row("Buy milk"))).await;
+
+    // The worker crashes: the same banner as on the tree, and the board comes back from
+    // scratch (a fresh main.lua) once the page has reconnected.
+    let workers = broker.workers();
+    assert_eq!(workers.len(), 1, "one session worker: {workers:?}");
+    kill(Pid::from_raw(workers[0]), Signal::SIGKILL).unwrap();
+    let banner = wait_for(&page, "#lb-connection-banner:not([hidden])").await;
+    assert!(banner.text().await.unwrap().contains("crashed"));
+    wait_for_xpath(
+        &page,
+        &format!("{}[count(.//li)=2]{}", column(1), row("Write the README")),
+    )
+    .await;
+    wait_for_xpath(&page, &format!("{}[count(.//li)=0]", column(3))).await;
+    wait_for(&page, "#lb-connection[data-state=\"open\"]").await;
+
+    let errors = page.find_all(Locator::Css("#lb-errors > *")).await.unwrap();
+    assert!(errors.is_empty(), "error banners: {}", errors.len());
+    page.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn every_binding_reaches_lua_and_back() {
     let widgets = Broker::with_app(WIDGETS_APP, &["--debug-pages"]);
@@ -395,7 +680,10 @@ async fn every_binding_reaches_lua_and_back() {
             .filter_map(|v| v["path"].as_str().map(str::to_string))
             .collect()
     };
-    assert!(paths(widgets.variables(&session).await).contains(&"kind".to_string()));
+    // (`phrase()` is bound by the DEFAULT pet view and by each row of the pet table below.)
+    let count = |paths: &[String], path: &str| paths.iter().filter(|p| *p == path).count();
+    let before = paths(widgets.variables(&session).await);
+    assert_eq!(count(&before, "kind"), 1, "{before:?}");
     wait_for(&page, "button.lose").await.click().await.unwrap();
     wait_for_xpath(
         &page,
@@ -408,7 +696,7 @@ async fn every_binding_reaches_lua_and_back() {
     wait_for(&page, "div.box[style*=\"width: 60px\"]").await;
     let left = paths(widgets.variables(&session).await);
     assert!(
-        !left.iter().any(|p| p == "kind" || p == "phrase()"),
+        count(&left, "kind") == 0 && count(&left, "phrase()") == count(&before, "phrase()") - 1,
         "the views' bindings are destroyed with them: {left:?}"
     );
 
@@ -443,6 +731,32 @@ async fn every_binding_reaches_lua_and_back() {
         Some("Grace")
     );
 
+    // A list with a presenter per row (`?itemWrapper=`), and a list rendered by the built-in
+    // `lua.ViewList.DEFAULT` template through `ui-view="…?wrapper=lua.ViewList"`: both follow
+    // the Lua array.
+    wait_for_xpath(
+        &page,
+        "//ul[@class='pet-rows'][count(li)=2]/li[2][.='2. dog']",
+    )
+    .await;
+    let table = "//div[contains(@class, 'pet-table')][contains(@class, 'lua-viewlist')]";
+    wait_for_xpath(
+        &page,
+        &format!("{table}[count(.//div[contains(@class, 'pet-default')])=2]"),
+    )
+    .await;
+    wait_for(&page, "button.adopt").await.click().await.unwrap();
+    wait_for_xpath(
+        &page,
+        "//ul[@class='pet-rows'][count(li)=3]/li[3][.='3. fish']",
+    )
+    .await;
+    wait_for_xpath(
+        &page,
+        &format!("{table}[count(.//div[contains(@class, 'pet-default')])=3]"),
+    )
+    .await;
+
     let errors = page.find_all(Locator::Css("#lb-errors > *")).await.unwrap();
     assert!(errors.is_empty(), "error banners: {}", errors.len());
     page.close().await.unwrap();
@@ -466,8 +780,14 @@ function Form:grow() self.size = self.size + 10 end
 function Form:save() self.saves = self.saves + 1 end
 function Form:swap() self.pet = Pet:new({ kind = "dog" }) end
 function Form:lose() self.pet = nil end
+function Form:adopt() table.insert(self.pets, Pet:new({ kind = "fish" })) end
+-- A presenter per list row (`itemWrapper=PetRow`), built from the row's ViewListItem.
+local PetRow = session:prototype("PetRow", {})
+function PetRow:new(row) return session:create(self, { row = row }) end
+function PetRow:label() return (self.row.index + 1) .. ". " .. self.row.baseItem.kind end
 local form = Form:new()
 form.pet = Pet:new()
+form.pets = { Pet:new(), Pet:new({ kind = "dog" }) }
 session:createAppVariable(form)
 "#,
     ),
@@ -491,12 +811,19 @@ session:createAppVariable(form)
     </div>
     <button class="swap" ui-action="swap()">swap</button> <button class="lose" ui-action="lose()">lose</button>
     <wc-field ui-value="name"></wc-field>
+    <ul class="pet-rows" ui-viewlist="pets?itemWrapper=PetRow"></ul>
+    <div class="pet-table" ui-view="pets?wrapper=lua.ViewList"></div>
+    <button class="adopt" ui-action="adopt()">adopt</button>
   </div>
 </template>"#,
     ),
     (
         "viewdefs/Pet.COMPACT.html",
         r#"<template><span class="pet-compact" ui-value="kind"></span></template>"#,
+    ),
+    (
+        "viewdefs/PetRow.list-item.html",
+        r#"<template><li class="pet-row" ui-value="label()"></li></template>"#,
     ),
     (
         "viewdefs/Pet.DEFAULT.html",

@@ -5,8 +5,9 @@
 -- The board (type Board) holds columns (type Column), each holding tasks (type Task); all
 -- three are `session:prototype` classes from tasks/model.lua, so editing that file while the
 -- server runs with --hotload updates every live session in place. A one-second interval keeps
--- `clock` current. viewdefs/*.html are the templates a ui-engine-style frontend renders these
--- types with; the server's built-in page shows the raw variables instead.
+-- `clock` current. viewdefs/*.html are the templates the page renders these types with (the
+-- board, its columns as a `ui-viewlist`, each task as a row in the `list-item` namespace);
+-- `?tree` in the address shows the raw object tree instead.
 
 local model = require("tasks.model")
 require("tasks.wrappers")
