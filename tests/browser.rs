@@ -367,6 +367,12 @@ fn row(title: &str) -> String {
     format!("//li[contains(concat(' ', @class, ' '), ' task ')][.//span[contains(@class, 'title')][.='{title}']]")
 }
 
+/// Clicks the `tag` of class `class` in the task row titled `title`.
+async fn click_in_row(page: &Client, title: &str, tag: &str, class: &str) {
+    let xpath = format!("{}//{tag}[contains(@class, '{class}')]", row(title));
+    wait_for_xpath(page, &xpath).await.click().await.unwrap();
+}
+
 #[tokio::test]
 async fn the_page_renders_the_apps_own_viewdefs() {
     let dir = tasks_example();
@@ -450,17 +456,7 @@ async fn the_page_renders_the_apps_own_viewdefs() {
     assert_eq!(input.prop("value").await.unwrap().as_deref(), Some(""));
 
     // A row's action moves its task: one list shrinks, the next grows.
-    wait_for_xpath(
-        &page,
-        &format!(
-            "{}//button[contains(@class, 'move-right')]",
-            row("Buy milk")
-        ),
-    )
-    .await
-    .click()
-    .await
-    .unwrap();
+    click_in_row(&page, "Buy milk", "button", "move-right").await;
     wait_for_xpath(
         &page,
         &format!("{}[count(.//li)=2]{}", column(2), row("Buy milk")),
@@ -468,17 +464,7 @@ async fn the_page_renders_the_apps_own_viewdefs() {
     .await;
     wait_for_xpath(&page, &format!("{}[count(.//li)=2]", column(1))).await;
     // Once more, to the last column: it is no longer empty, and the task cannot go further right.
-    wait_for_xpath(
-        &page,
-        &format!(
-            "{}//button[contains(@class, 'move-right')]",
-            row("Buy milk")
-        ),
-    )
-    .await
-    .click()
-    .await
-    .unwrap();
+    click_in_row(&page, "Buy milk", "button", "move-right").await;
     wait_for_xpath(
         &page,
         &format!(
@@ -499,14 +485,7 @@ async fn the_page_renders_the_apps_own_viewdefs() {
     wait_for(&page, ".progress .bar[style*=\"width: 25%\"]").await;
 
     // A checkbox writes through and the row's class follows.
-    wait_for_xpath(
-        &page,
-        &format!("{}//input[contains(@class, 'done')]", row("Try --hotload")),
-    )
-    .await
-    .click()
-    .await
-    .unwrap();
+    click_in_row(&page, "Try --hotload", "input", "done").await;
     wait_for_xpath(
         &page,
         &format!(
@@ -517,17 +496,7 @@ async fn the_page_renders_the_apps_own_viewdefs() {
     .await;
 
     // Edit: the title field shows, Enter saves what was typed.
-    wait_for_xpath(
-        &page,
-        &format!(
-            "{}//button[contains(@class, 'edit')]",
-            row("Write the README")
-        ),
-    )
-    .await
-    .click()
-    .await
-    .unwrap();
+    click_in_row(&page, "Write the README", "button", "edit").await;
     let edit = wait_for_xpath(
         &page,
         &format!(
