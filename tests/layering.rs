@@ -213,3 +213,44 @@ fn the_check_sees_a_cycle_when_there_is_one() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     assert!(edges(&src)["server"].contains("spawner"));
 }
+
+/// ARCHITECTURE.md's hop table (`GET /` to `302`) must name functions that exist where it says:
+/// every `` `dir/file.rs:name` `` or `` `dir/file.rs:Type::name` `` in it is checked.
+#[test]
+fn the_architecture_hop_table_names_functions_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let table = doc
+        .split("## 2.")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("ARCHITECTURE.md has a section 2");
+    let mut checked = 0;
+    for quoted in table.split('`').skip(1).step_by(2) {
+        let Some((file, item)) = quoted.split_once(".rs:") else {
+            continue;
+        };
+        let path = root.join(format!("{file}.rs"));
+        let code = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("ARCHITECTURE.md names {file}.rs, which does not exist"));
+        let (owner, name) = match item.rsplit_once("::") {
+            Some((owner, name)) => (Some(owner), name),
+            None => (None, item),
+        };
+        assert!(
+            code.contains(&format!("fn {name}(")) || code.contains(&format!("fn {name}<")),
+            "ARCHITECTURE.md names {quoted}, but {file}.rs has no fn {name}"
+        );
+        if let Some(owner) = owner {
+            assert!(
+                code.contains(&format!("impl {owner}")) || code.contains(&format!("impl<")),
+                "ARCHITECTURE.md names {quoted}, but {file}.rs has no impl {owner}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} hops found: did the table's format change?"
+    );
+}

@@ -1,4 +1,4 @@
-//! The variable protocol (DESIGN.md 4) over a real WebSocket against the real executable, with
+//! The variable protocol (ARCHITECTURE.md 3) over a real WebSocket against the real executable, with
 //! an app written for these tests: every message type and error code, the three frame shapes,
 //! priorities, tabs and sessions kept apart, and the HTTP edges around the socket (the Origin
 //! check, `--static`, `--debug-pages`).

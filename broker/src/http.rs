@@ -43,7 +43,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
 
 async fn create_session(State(broker): State<Arc<Broker>>) -> Response {
     match broker.create_session().await {
-        // Built by hand: axum's Redirect helpers answer 303/307/308 (DESIGN.md 9).
+        // Built by hand: axum's Redirect helpers answer 303/307/308 (ARCHITECTURE.md 8).
         Ok(session) => Response::builder()
             .status(StatusCode::FOUND)
             .header(header::LOCATION, format!("/{}", session.id))

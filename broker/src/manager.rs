@@ -199,7 +199,10 @@ mod tests {
             "one creation at a time"
         );
         let id = first.session.id.clone();
-        assert!(manager.get(&id).is_none(), "not reachable before it is published");
+        assert!(
+            manager.get(&id).is_none(),
+            "not reachable before it is published"
+        );
         let session = manager.publish(first).unwrap();
         assert!(Arc::ptr_eq(&manager.get(&id).unwrap(), &session));
         assert_eq!(manager.creating(), 0);

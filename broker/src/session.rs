@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use protocol::browser::{encode_frame, ErrorCode, ServerMessage};
+use protocol::browser::{encode_text, ErrorCode, ServerMessage};
 use protocol::ipc::{TabBatch, TabId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -207,7 +207,7 @@ impl Session {
         let Some(t) = inner.tabs.get(&tab) else {
             return; // the tab left while the worker was answering it
         };
-        let text = encode_frame(messages);
+        let text = encode_text(messages);
         let bytes = text.len();
         match t.queue.try_send(TabOut::Text(text)) {
             Ok(()) => metrics().to_browser_bytes(bytes),
@@ -254,7 +254,7 @@ impl Session {
                 "the session's worker crashed ({cause}); reload to start it again (its state is lost)"
             ),
         };
-        let text = encode_frame(&[crashed]);
+        let text = encode_text(&[crashed]);
         for (_, t) in tabs {
             let _ = t.queue.try_send(TabOut::Text(text.clone()));
             let _ = t

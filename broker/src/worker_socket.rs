@@ -1,7 +1,7 @@
 //! The broker's worker socket: where newly started workers connect, and where they prove who
 //! they are.
 //!
-//! Choice (DESIGN.md 5 and 9): a filesystem-path local socket (interprocess crate) inside a fresh
+//! Choice (ARCHITECTURE.md 4 and 8): a filesystem-path local socket (interprocess crate) inside a fresh
 //! directory that only the broker's user can enter (mode 0700, removed when the broker exits).
 //! An abstract-namespace name would have no permissions at all. On top of that every worker
 //! must open with a [`Hello`] carrying the one-time token the broker handed to exactly that

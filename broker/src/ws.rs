@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use protocol::browser::{encode_frame, parse_frame, ErrorCode, MessageError};
+use protocol::browser::{encode_text, parse_frame, ErrorCode, MessageError};
 use protocol::ipc::BrokerToWorker;
 use protocol::limits::MAX_BROWSER_FRAME;
 use tokio::sync::mpsc;
@@ -149,7 +149,7 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
                 Err(e) => (vec![e.into_message()], None),
             };
             if !refusals.is_empty() {
-                queue_reply(&replies, encode_frame(&refusals)).await;
+                queue_reply(&replies, encode_text(&refusals)).await;
             }
             if let Some((user_event, messages)) = frame {
                 metrics().to_worker(messages.len(), text.len());
@@ -221,7 +221,7 @@ async fn queue_reply(replies: &Option<mpsc::Sender<TabOut>>, text: String) {
 }
 
 fn error_text(var_id: Option<i64>, code: ErrorCode, description: &str) -> String {
-    encode_frame(&[MessageError {
+    encode_text(&[MessageError {
         var_id,
         code,
         description: description.to_string(),

@@ -1,8 +1,8 @@
-//! The variable protocol a tab speaks (DESIGN.md 4), wire-compatible with ui-engine.
+//! The variable protocol a tab speaks (ARCHITECTURE.md 3), wire-compatible with ui-engine.
 //!
 //! The broker parses every WebSocket frame here, once: [`parse_frame`] turns JSON text into
 //! typed [`ClientMessage`]s (or a per-message [`MessageError`] that becomes an `error` reply),
-//! and [`encode_frame`] turns the worker's [`ServerMessage`]s back into JSON text. The worker
+//! and [`encode_text`] turns the worker's [`ServerMessage`]s back into JSON text. The worker
 //! never sees browser bytes.
 
 use serde::{Deserialize, Serialize};
@@ -382,8 +382,9 @@ impl ServerMessage {
     }
 }
 
-/// Encodes messages for one tab: one message as a bare object, two or more as an array.
-pub fn encode_frame(messages: &[ServerMessage]) -> String {
+/// Encodes messages for one tab as the text of one WebSocket frame: one message as a bare
+/// object, two or more as an array. (`codec::encode_frame` is the other wire: bincode.)
+pub fn encode_text(messages: &[ServerMessage]) -> String {
     match messages {
         [one] => one.to_json().to_string(),
         many => Json::Array(many.iter().map(ServerMessage::to_json).collect()).to_string(),
@@ -489,10 +490,10 @@ mod tests {
     fn one_message_is_an_object_two_are_an_array() {
         let d = ServerMessage::Destroy { var_id: 2 };
         assert_eq!(
-            encode_frame(std::slice::from_ref(&d)),
+            encode_text(std::slice::from_ref(&d)),
             r#"{"type":"destroy","data":{"varId":2}}"#
         );
-        assert!(encode_frame(&[d.clone(), d]).starts_with('['));
+        assert!(encode_text(&[d.clone(), d]).starts_with('['));
     }
 
     #[test]

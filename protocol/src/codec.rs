@@ -2,7 +2,7 @@
 //!
 //! Length framing is tokio-util's [`LengthDelimitedCodec`] (with the maximum frame size of
 //! [`MAX_IPC_FRAME`]); this file adds the typed bincode layer on top. It is the only file that
-//! names bincode, so replacing bincode (DESIGN.md 9) touches nothing else.
+//! names bincode, so replacing bincode (ARCHITECTURE.md 8) touches nothing else.
 
 use std::io;
 use std::marker::PhantomData;

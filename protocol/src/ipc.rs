@@ -1,4 +1,4 @@
-//! Broker ↔ worker messages (DESIGN.md 5). Plain structs and externally tagged enums only:
+//! Broker ↔ worker messages (ARCHITECTURE.md 4). Plain structs and externally tagged enums only:
 //! bincode's serde path is not self-describing (no `skip_serializing_if`, no untagged enums).
 //!
 //! A worker's life on the wire: it connects and sends [`WorkerToBroker::Hello`]; the broker

@@ -1,10 +1,10 @@
 //! Size bounds shared by the broker and the worker. Runtime-tunable limits (Lua memory and time,
 //! session caps) are flags of the executable; these are the fixed ceilings of the wire formats.
 
-/// Largest WebSocket text frame the broker accepts from a tab (DESIGN.md 7).
+/// Largest WebSocket text frame the broker accepts from a tab (ARCHITECTURE.md 6).
 pub const MAX_BROWSER_FRAME: usize = 1024 * 1024;
 
-/// Largest broker↔worker frame, either direction (DESIGN.md 7). A worker that sends a larger
+/// Largest broker↔worker frame, either direction (ARCHITECTURE.md 6). A worker that sends a larger
 /// one is killed; the broker never sends one (a tab frame is at most 1 MiB of JSON).
 pub const MAX_IPC_FRAME: usize = 16 * 1024 * 1024;
 

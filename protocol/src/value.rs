@@ -1,7 +1,7 @@
 //! [`Value`]: the variable protocol's "value JSON", as a type bincode can carry.
 //!
 //! bincode's serde path is not self-describing, so `serde_json::Value` cannot cross the socket
-//! (DESIGN.md 9). This enum mirrors JSON, keeps Lua's integer/float split, and has a variant for
+//! (ARCHITECTURE.md 8). This enum mirrors JSON, keeps Lua's integer/float split, and has a variant for
 //! object references (`{"obj": N}`), which the tracker produces for every non-array table. The
 //! broker converts browser JSON to it once, at its edge, and back when it writes to a tab.
 

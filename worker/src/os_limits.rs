@@ -1,4 +1,4 @@
-//! The operating-system limits behind Lua's own (DESIGN.md 7 and 9). Lua's allocator ceiling
+//! The operating-system limits behind Lua's own (ARCHITECTURE.md 6 and 8). Lua's allocator ceiling
 //! and the instruction hook stop ordinary overruns with a catchable error; these catch what
 //! slips past them (native code, a C function that runs long, an allocation outside Lua) by
 //! killing only this worker, which the broker then reports as a crash.

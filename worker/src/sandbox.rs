@@ -1,6 +1,6 @@
-//! The Lua sandbox every session runs in (DESIGN.md 6).
+//! The Lua sandbox every session runs in (ARCHITECTURE.md 5).
 //!
-//! `Lua::new()` opens `io`, `os.execute`, `require` and binary `load` (DESIGN.md 9), so the VM is
+//! `Lua::new()` opens `io`, `os.execute`, `require` and binary `load` (ARCHITECTURE.md 8), so the VM is
 //! built with only the libraries an app needs, and what remains reachable is trimmed: no file or
 //! process access, no `debug`, no native modules, no binary chunks. `require` is added back by
 //! the session, confined to the app directory.

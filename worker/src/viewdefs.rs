@@ -1,4 +1,4 @@
-//! Viewdefs (DESIGN.md 4): the app's HTML templates, one file per type and namespace,
+//! Viewdefs (ARCHITECTURE.md 5): the app's HTML templates, one file per type and namespace,
 //! `viewdefs/<Type>.<NAMESPACE>.html` in the app directory, sent to each tab the first time it
 //! is told of a variable of that type.
 //!

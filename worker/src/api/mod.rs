@@ -1,4 +1,4 @@
-//! The Lua app API beyond the tracker-backed `session` methods (DESIGN.md 6): prototypes and
+//! The Lua app API beyond the tracker-backed `session` methods (ARCHITECTURE.md 5): prototypes and
 //! instances, the `ui` table, `require` confined to the app directory, and timers.
 //!
 //! [`install`] puts every piece on a fresh sandboxed VM and returns the [`Api`] handle the

@@ -1,4 +1,4 @@
-//! The tracker-backed methods of the `session` table (DESIGN.md 6): `createAppVariable`,
+//! The tracker-backed methods of the `session` table (ARCHITECTURE.md 5): `createAppVariable`,
 //! `getApp`, `createVariable`, `destroyVariable`.
 //!
 //! They may run in the middle of a tracker operation (an action or a `name()` getter calls

@@ -1,4 +1,4 @@
-//! Tracker: the session's variables (DESIGN.md 4), the object registry, paths, value JSON and
+//! Tracker: the session's variables (ARCHITECTURE.md 3), the object registry, paths, value JSON and
 //! change sets.
 //!
 //! [`Tracker`] is a cheap handle (an `Rc`) shared by the backend and the `session` methods Lua

@@ -1,4 +1,4 @@
-//! Variable paths (DESIGN.md 4): parsing `a.3.total().name(_)?k=v` once into [`Path`], and
+//! Variable paths (ARCHITECTURE.md 3): parsing `a.3.total().name(_)?k=v` once into [`Path`], and
 //! following a parsed path through live Lua values to read or write.
 //!
 //! Parsing happens when a variable is created (or its `path` property changes); every change

@@ -1,4 +1,4 @@
-//! A variable's properties and their priorities (DESIGN.md 4).
+//! A variable's properties and their priorities (ARCHITECTURE.md 3).
 //!
 //! A property name may end in `:high`, `:medium`/`:med` or `:low`: the suffix is stripped and
 //! sets that property's priority (default medium). The `priority` property sets the priority of

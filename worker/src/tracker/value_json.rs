@@ -1,4 +1,4 @@
-//! Value JSON (DESIGN.md 4): Lua values → [`protocol::Value`] for tabs, and browser values →
+//! Value JSON (ARCHITECTURE.md 3): Lua values → [`protocol::Value`] for tabs, and browser values →
 //! Lua values for writes.
 //!
 //! Lua → JSON: strings, numbers (integers stay integers), booleans and nil pass through; a

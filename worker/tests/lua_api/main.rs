@@ -1,4 +1,4 @@
-//! The Lua app API (DESIGN.md 6), exercised by small Lua apps: prototypes, `ui`, `require`,
+//! The Lua app API (ARCHITECTURE.md 5), exercised by small Lua apps: prototypes, `ui`, `require`,
 //! timers and hot reload; and, through whole sessions as tabs see them, viewdefs and the
 //! `create` / `wrapper` properties.
 
