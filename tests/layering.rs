@@ -243,7 +243,7 @@ fn the_architecture_hop_table_names_functions_that_exist() {
         );
         if let Some(owner) = owner {
             assert!(
-                code.contains(&format!("impl {owner}")) || code.contains(&format!("impl<")),
+                code.contains(&format!("impl {owner}")) || code.contains("impl<"),
                 "ARCHITECTURE.md names {quoted}, but {file}.rs has no impl {owner}"
             );
         }
