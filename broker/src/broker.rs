@@ -15,6 +15,7 @@ use protocol::ipc::BrokerToWorker;
 
 use crate::child::Exit;
 use crate::config::Config;
+use crate::live_config;
 use crate::manager::{CreateError, SessionManager};
 use crate::metrics::metrics;
 use crate::reaper::Reaper;
@@ -38,6 +39,7 @@ impl Broker {
     /// process). Call inside the runtime.
     pub fn new(config: Config, app_dir: PathBuf, reaper: Reaper) -> std::io::Result<Arc<Broker>> {
         let config = Arc::new(config);
+        live_config::publish(config.clone());
         let (server, events) = Server::new(config.clone(), app_dir, reaper)?;
         let broker = Arc::new(Broker {
             manager: SessionManager::new(config.max_sessions, config.max_pending_sessions),
@@ -123,7 +125,7 @@ impl Broker {
         metrics().worker_crashes.inc();
         tracing::warn!(session = %session.id, vended = session.vended_id, pid = handle.pid(),
             lifetime_ms, ended = %how, crashes_last_minute = crashes, "session worker crashed");
-        if crashes > self.config.max_crashes {
+        if crashes > live_config::live(&self.config).max_crashes {
             let why = format!("its worker crashed {crashes} times within a minute (last: {how})");
             session.begin_ending(&why, EndCause::Crashes.close_code());
             self.forget(session, EndCause::Crashes, why);
@@ -138,7 +140,7 @@ impl Broker {
                 .get_or_create(&[("cause", cause.as_str())])
                 .inc();
             tracing::info!(session = %session.id, vended = session.vended_id,
-                age_ms = session.created.elapsed().as_millis() as u64, cause = cause.as_str(),
+                lifetime_ms = session.created.elapsed().as_millis() as u64, cause = cause.as_str(),
                 ended = %why, "session ended");
             self.bury(&session.id, why);
         }
@@ -157,8 +159,9 @@ impl Broker {
 
     /// Destroys sessions past their adoption window or idle timeout.
     pub async fn cull(&self) {
-        let adoption = Config::opt(self.config.adoption_timeout);
-        let idle = Config::opt(self.config.idle_timeout);
+        let config = live_config::live(&self.config);
+        let adoption = Config::opt(config.adoption_timeout);
+        let idle = Config::opt(config.idle_timeout);
         for (session, cause, why) in self.manager.expired(adoption, idle) {
             self.destroy_session(&session, cause, why).await;
         }

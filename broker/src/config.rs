@@ -1,6 +1,7 @@
 //! The executable's flags. Every flag is also an environment variable `LUABROKER_<NAME>`, and all
 //! are listed by `--help`. Durations are written like `250ms`, `5s`, `24h` (`0` where a limit can
-//! be switched off); sizes like `64MiB`.
+//! be switched off); sizes like `64MiB`. Every flag can also be set in the `--config` TOML file
+//! (see `config_file`, which also says where each value came from).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,6 +96,54 @@ pub struct Config {
     /// Outgoing frames queued for one tab; a tab that falls this far behind is disconnected.
     #[arg(long, env = "LUABROKER_TAB_QUEUE_LIMIT", default_value_t = 1024)]
     pub tab_queue_limit: usize,
+
+    /// Serve the admin API (`GET /sessions`, `DELETE /sessions/<id>`) here: a bare port means
+    /// 127.0.0.1:PORT. It has no authentication: keep it on loopback. Off unless set. Prints
+    /// `admin on http://ADDR:PORT`.
+    #[arg(long, env = "LUABROKER_ADMIN_LISTEN", value_name = "[ADDR:]PORT", value_parser = parse_admin_listen)]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Log filter: a level (`error`, `warn`, `info`, `debug`, `trace`) or tracing directives
+    /// such as `info,luabroker::ws=debug`. When left at its default, `RUST_LOG` is honoured.
+    #[arg(long, env = "LUABROKER_LOG_LEVEL", default_value = "info", value_parser = parse_log_level)]
+    pub log_level: String,
+
+    /// `text` (for people) or `json` (one object per line, for machines).
+    #[arg(long, env = "LUABROKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// A TOML file of settings: keys are the flag names with `_` (`max_sessions = 500`,
+    /// `idle_timeout = "2h"`). A flag or environment variable overrides the file. SIGHUP
+    /// re-reads it.
+    #[arg(long, env = "LUABROKER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML, each value's source beside it, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `9090` (meaning 127.0.0.1:9090) or `ADDR:PORT`.
+pub fn parse_admin_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.trim().parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.trim()
+        .parse()
+        .map_err(|e| format!("{e} (write PORT or ADDR:PORT, e.g. 9091 or 127.0.0.1:9091)"))
+}
+
+/// A filter `tracing_subscriber::EnvFilter` accepts.
+pub fn parse_log_level(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{e} (write e.g. info, debug or info,luabroker::ws=debug)"))
 }
 
 /// `250ms`, `5s`, `24h`, `1h30m`; a bare `0` means zero (switched off).

@@ -1,18 +1,22 @@
 //! luabroker: one executable that is the broker (HTTP server, session manager, supervisor)
 //! or, when re-executed by itself with `__worker`, one session's worker.
 
+mod admin;
 mod app_dir;
 mod broker;
 mod child;
 mod config;
+mod config_file;
 mod health;
 mod hotload;
 mod http;
+mod live_config;
 mod manager;
 mod metrics;
 mod page;
 mod proc_stats;
 mod reaper;
+mod reload;
 mod scrape;
 mod server;
 mod session;
@@ -23,17 +27,26 @@ mod worker_socket;
 mod ws;
 mod zygote;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use worker::logging::FilterHandle;
 
 use crate::app_dir::AppDir;
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
+use crate::config_file::{LoadError, Loaded};
 use crate::reaper::Reaper;
+
+/// What `run` needs besides the configuration: what SIGHUP re-reads and re-applies.
+struct Startup {
+    args: Vec<OsString>,
+    loaded: Loaded,
+    filter: Option<FilterHandle>,
+}
 
 fn main() -> ExitCode {
     // Worker mode is decided before any flag parsing: a worker inherits the broker's
@@ -43,8 +56,30 @@ fn main() -> ExitCode {
         Some(a) if a == protocol::launch::ZYGOTE_ARG => return worker::zygote::run(),
         _ => {}
     }
-    let config = Config::parse();
-    worker::logging::init();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let loaded = match config_file::load(&args) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Args(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("luabroker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if loaded.config.print_config {
+        print!("{}", config_file::to_toml(&loaded.settings));
+        return ExitCode::SUCCESS;
+    }
+    let filter = reload::log_filter(&loaded.config, &loaded.settings);
+    let json = loaded.config.log_format == LogFormat::Json;
+    // The zygote and workers log the same way. Sound: no other thread exists yet.
+    std::env::set_var(
+        worker::logging::ENV_FORMAT,
+        if json { "json" } else { "text" },
+    );
+    std::env::set_var(worker::logging::ENV_FILTER, &filter);
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .ok()
+        .and_then(|f| worker::logging::install(f, json));
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,7 +91,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let startup = Startup {
+        args,
+        loaded,
+        filter,
+    };
+    match runtime.block_on(run(startup)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("luabroker: {e}");
@@ -65,7 +105,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> std::io::Result<()> {
+async fn run(startup: Startup) -> std::io::Result<()> {
+    let config = startup.loaded.config.clone();
     // Before the first child exists, so no exit is missed.
     let reaper = Reaper::start()?;
     let app = AppDir::resolve(config.lua_dir.as_deref())?;
@@ -78,6 +119,10 @@ async fn run(config: Config) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let metrics_listener = match config.metrics_listen {
         Some(at) => Some(bind(at, "--metrics-listen").await?),
+        None => None,
+    };
+    let admin_listener = match config.admin_listen {
+        Some(at) => Some(bind(at, "--admin-listen").await?),
         None => None,
     };
     let broker = Broker::new(config, app.path().to_path_buf(), reaper)?;
@@ -111,6 +156,21 @@ async fn run(config: Config) -> std::io::Result<()> {
         tokio::spawn(async move { axum::serve(listener, router).await });
         println!("metrics on http://{at}");
     }
+    if let Some(listener) = admin_listener {
+        let at = listener.local_addr()?;
+        if !at.ip().is_loopback() {
+            tracing::warn!(%at, "the admin API has no authentication and listens beyond loopback");
+        }
+        let router = admin::router(broker.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        println!("admin on http://{at}");
+    }
+    reload::watch(
+        broker.clone(),
+        startup.args,
+        startup.loaded.settings,
+        startup.filter,
+    )?;
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
 

@@ -35,8 +35,9 @@ pub struct SessionManager {
     next_vended: AtomicU64,
     creating: AtomicUsize,
     closing: AtomicBool,
-    max_sessions: usize,
-    max_pending: usize,
+    /// The caps; SIGHUP may change them (see `reload`).
+    max_sessions: AtomicUsize,
+    max_pending: AtomicUsize,
 }
 
 /// A session being created: it counts against both caps until it is published or dropped.
@@ -62,8 +63,8 @@ impl SessionManager {
             next_vended: AtomicU64::new(1),
             creating: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
-            max_sessions,
-            max_pending,
+            max_sessions: AtomicUsize::new(max_sessions),
+            max_pending: AtomicUsize::new(max_pending),
         }
     }
 
@@ -86,16 +87,17 @@ impl SessionManager {
         }
         let creating = self.creating.fetch_add(1, Ordering::AcqRel) + 1;
         let pending = Pending(&self.creating);
-        if creating > self.max_pending {
+        let (max_sessions, max_pending) = self.caps();
+        if creating > max_pending {
             metrics().sessions_refused.inc();
             metrics().refused("pending_cap");
-            return Err(CreateError::Busy(self.max_pending));
+            return Err(CreateError::Busy(max_pending));
         }
         // Sessions being created count against the cap too, so a burst cannot overshoot it.
-        if self.live() + creating > self.max_sessions {
+        if self.live() + creating > max_sessions {
             metrics().sessions_refused.inc();
             metrics().refused("session_cap");
-            return Err(CreateError::Full(self.max_sessions));
+            return Err(CreateError::Full(max_sessions));
         }
         Ok(Reservation {
             _pending: pending,
@@ -145,7 +147,16 @@ impl SessionManager {
 
     /// (`--max-sessions`, `--max-pending-sessions`).
     pub fn caps(&self) -> (usize, usize) {
-        (self.max_sessions, self.max_pending)
+        (
+            self.max_sessions.load(Ordering::Acquire),
+            self.max_pending.load(Ordering::Acquire),
+        )
+    }
+
+    /// New caps, for sessions created from now on (live ones are never evicted).
+    pub fn set_caps(&self, max_sessions: usize, max_pending: usize) {
+        self.max_sessions.store(max_sessions, Ordering::Release);
+        self.max_pending.store(max_pending, Ordering::Release);
     }
 
     /// Shutdown has begun: no new sessions.

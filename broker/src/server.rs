@@ -312,13 +312,15 @@ impl Server {
 
     /// Sends `Start` and waits for main.lua's outcome.
     async fn start_session(&self, session: &Session, link: &mut Link) -> Result<(), StartError> {
+        // Limits for new sessions follow SIGHUP (see `reload`).
+        let config = crate::live_config::live(&self.config);
         let start = StartSession {
             vended_id: session.vended_id,
             session_id: session.id.clone(),
             app_dir: self.app_dir.to_string_lossy().into_owned(),
             limits: LuaLimits {
-                memory_bytes: self.config.lua_memory_limit,
-                turn_time_ms: self.config.lua_time_limit.as_millis() as u64,
+                memory_bytes: config.lua_memory_limit,
+                turn_time_ms: config.lua_time_limit.as_millis() as u64,
             },
         };
         if link.send(BrokerToWorker::Start(start)).await.is_err() {
@@ -326,7 +328,7 @@ impl Server {
         }
         // The worker enforces the Lua time limit itself; this is the backstop for a worker
         // that hangs outside Lua. A worker that dies closes its socket, which ends the wait.
-        let limit = self.config.lua_time_limit + Duration::from_secs(5);
+        let limit = config.lua_time_limit + Duration::from_secs(5);
         match tokio::time::timeout(limit, link.next()).await {
             Ok(Some(Ok(WorkerToBroker::Ready { .. }))) => Ok(()),
             Ok(Some(Ok(WorkerToBroker::Failed { error }))) => Err(StartError::MainFailed(error)),

@@ -6,6 +6,7 @@
 //! `Live`, under the same lock that ending takes).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,8 @@ pub enum EndCause {
     Crashes,
     /// The server is shutting down.
     Shutdown,
+    /// An operator ended it through the admin API.
+    Admin,
 }
 
 impl EndCause {
@@ -53,6 +56,7 @@ impl EndCause {
             EndCause::Unadopted => "unadopted",
             EndCause::Crashes => "crashes",
             EndCause::Shutdown => "shutdown",
+            EndCause::Admin => "admin",
         }
     }
 
@@ -60,7 +64,7 @@ impl EndCause {
     pub fn close_code(self) -> u16 {
         match self {
             EndCause::Idle | EndCause::Unadopted | EndCause::Shutdown => close::GOING_AWAY,
-            EndCause::Crashes => close::SERVER_ERROR,
+            EndCause::Crashes | EndCause::Admin => close::SERVER_ERROR,
         }
     }
 }
@@ -93,6 +97,10 @@ pub struct Session {
     /// The compact id the worker and Lua see.
     pub vended_id: u64,
     pub created: Instant,
+    /// Milliseconds after `created` of the last tab frame, connect or disconnect (admin API).
+    last_activity_ms: AtomicU64,
+    /// Worker crashes since the session was created.
+    crashes_total: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -118,6 +126,8 @@ impl Session {
             id,
             vended_id,
             created: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+            crashes_total: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 state: Lifecycle::Live,
                 worker: None,
@@ -172,6 +182,7 @@ impl Session {
             },
         );
         inner.adopted = true;
+        self.touch();
         Ok(Attached {
             tab,
             outbox,
@@ -185,12 +196,30 @@ impl Session {
         self.lock().tabs.get(&tab).map(|t| t.queue.clone())
     }
 
+    /// Notes tab activity (a frame, a connect, a disconnect).
+    pub fn touch(&self) {
+        let ms = self.created.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long ago a tab last did anything (since creation if none ever did).
+    pub fn since_activity(&self) -> Duration {
+        let at = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
+        self.created.elapsed().saturating_sub(at)
+    }
+
+    /// Worker crashes since the session was created.
+    pub fn crashes(&self) -> u64 {
+        self.crashes_total.load(Ordering::Relaxed)
+    }
+
     /// Tabs connected right now.
     pub fn tab_count(&self) -> usize {
         self.lock().tabs.len()
     }
 
     pub fn detach_tab(&self, tab: TabId) {
+        self.touch();
         let mut inner = self.lock();
         if inner.tabs.remove(&tab).is_some() && inner.tabs.is_empty() {
             inner.unattended_since = Instant::now();
@@ -265,6 +294,7 @@ impl Session {
             cause: cause.to_string(),
         };
         let now = Instant::now();
+        self.crashes_total.fetch_add(1, Ordering::Relaxed);
         inner.crashes.push_back(now);
         while inner
             .crashes

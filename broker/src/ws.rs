@@ -19,6 +19,7 @@ use protocol::limits::MAX_BROWSER_FRAME;
 use tokio::sync::mpsc;
 
 use crate::broker::Broker;
+use crate::live_config;
 use crate::metrics::metrics;
 use crate::session::{close, Attached, Lifecycle, Session, TabOut};
 
@@ -92,7 +93,7 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
         mut outbox,
         worker,
         kicked,
-    } = match session.attach_tab(broker.config.tab_queue_limit) {
+    } = match session.attach_tab(live_config::live(&broker.config).tab_queue_limit) {
         Ok(attached) => attached,
         Err(state) => {
             let why = match state {
@@ -130,6 +131,7 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
                     return ReaderEnd::TabLeft;
                 }
             };
+            session.touch();
             let (refusals, frame) = match parse_frame(text.as_str()) {
                 Err(e) if e.code == ErrorCode::Limit => {
                     metrics().limit_hit("browser_frame");
