@@ -22,8 +22,14 @@ pub struct Config {
 
     /// Directory of the Lua app (holding main.lua). Default: ./lua if it holds main.lua, else
     /// the default app built into the executable.
-    #[arg(long, env = "LUABROKER_LUA_DIR")]
+    #[arg(long, env = "LUABROKER_LUA_DIR", conflicts_with = "dir")]
     pub lua_dir: Option<PathBuf>,
+
+    /// A ui-engine site (as `ui-engine serve --dir`): DIR/html is the frontend (unless
+    /// --static), DIR/lua the app, DIR/viewdefs its templates; symlinks inside DIR are followed,
+    /// ones leading out of it refused.
+    #[arg(long, env = "LUABROKER_DIR", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 
     /// Serve this directory's frontend (its index.html at /<id>) instead of the built-in page.
     #[arg(long = "static", env = "LUABROKER_STATIC", value_name = "DIR")]

@@ -29,8 +29,20 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// A batch goes out after this long even if changes keep coming.
 const MAX_BATCH: Duration = Duration::from_secs(1);
 
-/// Starts watching `app_dir`; runs until the broker exits.
-pub fn watch(broker: Arc<Broker>, app_dir: PathBuf) -> notify::Result<()> {
+/// A watched directory and the prefix its files get in a `Reload` (the worker names Lua files
+/// relative to the app directory and viewdefs `viewdefs/<file>`).
+pub type Root = (PathBuf, &'static str);
+
+/// What to watch: the app directory, or with `--dir` the site's `lua` and `viewdefs`.
+pub fn roots(app_dir: &Path, site: Option<&crate::site::Site>) -> Vec<Root> {
+    match site {
+        Some(site) => vec![(site.lua_dir(), ""), (site.viewdefs_dir(), "viewdefs/")],
+        None => vec![(app_dir.to_path_buf(), "")],
+    }
+}
+
+/// Starts watching `roots` (those that exist); runs until the broker exits.
+pub fn watch(broker: Arc<Broker>, roots: Vec<Root>) -> notify::Result<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
@@ -42,7 +54,11 @@ pub fn watch(broker: Arc<Broker>, app_dir: PathBuf) -> notify::Result<()> {
             Ok(_) => {}
             Err(e) => tracing::warn!("hotload watcher: {e}"),
         })?;
-    watcher.watch(&app_dir, RecursiveMode::Recursive)?;
+    for (dir, _) in &roots {
+        if dir.is_dir() {
+            watcher.watch(dir, RecursiveMode::Recursive)?;
+        }
+    }
     tokio::spawn(async move {
         let _keep_watching = watcher;
         while let Some(first) = rx.recv().await {
@@ -56,8 +72,15 @@ pub fn watch(broker: Arc<Broker>, app_dir: PathBuf) -> notify::Result<()> {
                     Err(_) => break,
                 }
             }
-            let mut files: Vec<String> =
-                paths.iter().filter_map(|p| relative(&app_dir, p)).collect();
+            let mut files: Vec<String> = paths
+                .iter()
+                .filter_map(|p| {
+                    roots
+                        .iter()
+                        .find_map(|(dir, prefix)| relative(dir, p).map(|r| format!("{prefix}{r}")))
+                })
+                .filter(|name| wanted(name))
+                .collect();
             files.sort();
             files.dedup();
             if files.is_empty() {
@@ -87,17 +110,19 @@ fn changes_content(kind: &EventKind) -> bool {
     }
 }
 
-/// The app-relative path of a changed file we care about (Lua sources and viewdefs).
+/// `path` relative to `root`, if it is below it.
 fn relative(root: &Path, path: &Path) -> Option<String> {
     let canonical_root = root.canonicalize().ok()?;
     let rel = path
         .strip_prefix(root)
         .or_else(|_| path.strip_prefix(&canonical_root))
         .ok()?;
-    let name = rel.to_str()?;
-    let wanted =
-        name.ends_with(".lua") || (name.starts_with("viewdefs/") && name.ends_with(".html"));
-    wanted.then(|| name.to_string())
+    rel.to_str().map(str::to_string)
+}
+
+/// A changed file we care about: Lua sources and viewdefs (app-relative names).
+fn wanted(name: &str) -> bool {
+    name.ends_with(".lua") || (name.starts_with("viewdefs/") && name.ends_with(".html"))
 }
 
 #[cfg(test)]
@@ -133,11 +158,10 @@ mod tests {
             relative(&root, &root.join("a/b.lua")),
             Some("a/b.lua".into())
         );
-        assert_eq!(
-            relative(&root, &root.join("viewdefs/App.DEFAULT.html")),
-            Some("viewdefs/App.DEFAULT.html".into())
-        );
-        assert_eq!(relative(&root, &root.join("notes.txt")), None);
         assert_eq!(relative(&root, Path::new("/elsewhere/x.lua")), None);
+        assert!(wanted("a/b.lua"));
+        assert!(wanted("viewdefs/App.DEFAULT.html"));
+        assert!(!wanted("notes.txt"));
+        assert!(!wanted("App.DEFAULT.html"));
     }
 }

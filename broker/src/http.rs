@@ -189,7 +189,11 @@ async fn debug_variables(session: &Session, as_json: bool) -> Response {
 /// Not a route and not a session: a file of the static frontend, or the 404 page.
 async fn fallback(State(broker): State<Arc<Broker>>, req: Request) -> Response {
     if let Some(dir) = &broker.config.static_dir {
-        // ServeDir normalises the path and refuses `..`, so nothing outside DIR is reachable.
+        // ServeDir normalises the path and refuses `..`; a symlink must not lead out either.
+        let confine = broker.config.dir.as_deref().unwrap_or(dir);
+        if !crate::site::may_serve(dir, confine, req.uri().path()) {
+            return not_found("", None);
+        }
         let served = tower_http::services::ServeDir::new(dir)
             .oneshot(req)
             .await

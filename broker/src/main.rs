@@ -21,6 +21,7 @@ mod scrape;
 mod server;
 mod session;
 mod shutdown;
+mod site;
 mod spawner;
 mod worker_handle;
 mod worker_socket;
@@ -40,6 +41,7 @@ use crate::broker::Broker;
 use crate::config::{Config, LogFormat};
 use crate::config_file::{LoadError, Loaded};
 use crate::reaper::Reaper;
+use crate::site::Site;
 
 /// What `run` needs besides the configuration: what SIGHUP re-reads and re-applies.
 struct Startup {
@@ -106,9 +108,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(startup: Startup) -> std::io::Result<()> {
-    let config = startup.loaded.config.clone();
+    let mut config = startup.loaded.config.clone();
     // Before the first child exists, so no exit is missed.
     let reaper = Reaper::start()?;
+    let site = config.dir.as_deref().map(Site::resolve).transpose()?;
+    if let Some(site) = &site {
+        config.dir = Some(site.root.clone());
+        config.lua_dir = Some(site.lua_dir());
+        if config.static_dir.is_none() {
+            config.static_dir = site.html_dir();
+        }
+        tracing::info!(site = %site.root.display(), "serving a ui-engine site (--dir)");
+    }
     let app = AppDir::resolve(config.lua_dir.as_deref())?;
     tracing::info!(app = %app.path().display(), builtin = app.is_builtin(), "serving Lua app");
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -138,7 +149,9 @@ async fn run(startup: Startup) -> std::io::Result<()> {
             tracing::warn!(
                 "--hotload watches nothing: the built-in app is not on disk (use --lua-dir)"
             );
-        } else if let Err(e) = hotload::watch(broker.clone(), app.path().to_path_buf()) {
+        } else if let Err(e) =
+            hotload::watch(broker.clone(), hotload::roots(app.path(), site.as_ref()))
+        {
             tracing::error!("--hotload: cannot watch {}: {e}", app.path().display());
         }
     }

@@ -318,6 +318,14 @@ impl Server {
             vended_id: session.vended_id,
             session_id: session.id.clone(),
             app_dir: self.app_dir.to_string_lossy().into_owned(),
+            viewdefs_dir: self.config.dir.as_ref().map_or_else(String::new, |site| {
+                site.join("viewdefs").to_string_lossy().into_owned()
+            }),
+            confine_dir: self
+                .config
+                .dir
+                .as_ref()
+                .map_or_else(String::new, |site| site.to_string_lossy().into_owned()),
             limits: LuaLimits {
                 memory_bytes: config.lua_memory_limit,
                 turn_time_ms: config.lua_time_limit.as_millis() as u64,

@@ -44,6 +44,12 @@ pub struct StartSession {
     pub session_id: String,
     /// Directory holding the app's `main.lua`.
     pub app_dir: String,
+    /// Directory holding the app's viewdefs; empty: `<app_dir>/viewdefs`. (`--dir DIR` puts
+    /// them in `DIR/viewdefs`, beside `DIR/lua`.)
+    pub viewdefs_dir: String,
+    /// App files (Lua and viewdefs) reached through symlinks must stay inside this directory;
+    /// empty: the app directory. (`--dir DIR`: the whole site, `DIR`.)
+    pub confine_dir: String,
     pub limits: LuaLimits,
 }
 

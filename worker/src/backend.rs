@@ -56,6 +56,14 @@ impl LuaBackend {
         }
     }
 
+    /// Viewdefs from `dir`, symlinks followed while they stay inside `confine`.
+    pub fn with_viewdefs(self, dir: &Path, confine: &Path) -> LuaBackend {
+        LuaBackend {
+            viewdefs: Viewdefs::at(dir, confine),
+            ..self
+        }
+    }
+
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
     }

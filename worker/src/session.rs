@@ -43,9 +43,21 @@ impl LuaSession {
             vended_id: start.vended_id,
         };
         let api = api::install(&lua, &session, &app_dir, ids)?;
+        // `--dir`'s site layout: viewdefs beside the Lua directory, symlinks anywhere in the site.
+        let confine = match start.confine_dir.as_str() {
+            "" => app_dir.clone(),
+            dir => PathBuf::from(dir),
+        };
+        api.confine_to(&confine);
+        let viewdefs_dir = match start.viewdefs_dir.as_str() {
+            "" => app_dir.join(crate::viewdefs::VIEWDEFS_DIR),
+            dir => PathBuf::from(dir),
+        };
         // The backend finds `create=`/`wrapper=` classes among the app's prototypes and reads
-        // viewdefs from its directory.
-        let backend = LuaBackend::new(&lua, &session)?.with_app(&app_dir, api.prototypes().clone());
+        // viewdefs from the app's viewdefs directory.
+        let backend = LuaBackend::new(&lua, &session)?
+            .with_app(&app_dir, api.prototypes().clone())
+            .with_viewdefs(&viewdefs_dir, &confine);
         lua.globals().raw_set("session", session)?;
         Ok(LuaSession {
             lua,
@@ -185,6 +197,8 @@ mod tests {
             vended_id: 7,
             session_id: "0".repeat(32),
             app_dir: dir.display().to_string(),
+            viewdefs_dir: String::new(),
+            confine_dir: String::new(),
             limits: LuaLimits {
                 memory_bytes: 64 * 1024 * 1024,
                 turn_time_ms,

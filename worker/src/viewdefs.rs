@@ -67,8 +67,10 @@ fn builtin(type_name: &str, namespace: &str) -> Option<Template> {
 /// One session's viewdefs: the cache of template files and what each tab has been sent.
 #[derive(Debug, Default)]
 pub struct Viewdefs {
-    /// The canonical app directory; `None`: the app has no viewdefs at all.
+    /// The canonical viewdefs directory; `None`: the app has no viewdefs at all.
     root: Option<PathBuf>,
+    /// Templates reached through symlinks must stay inside this (canonical) directory.
+    confine: PathBuf,
     /// type → namespace → template; `None` until the directory is listed.
     index: Option<BTreeMap<String, BTreeMap<String, Template>>>,
     /// Template bytes held, against [`MAX_VIEWDEF_BYTES`].
@@ -89,11 +91,15 @@ impl Viewdefs {
     /// Viewdefs of the app in `app_dir` (whether or not it has a `viewdefs` directory yet:
     /// one may appear with `--hotload`).
     pub fn new(app_dir: &Path) -> Viewdefs {
-        let root = app_dir
-            .canonicalize()
-            .unwrap_or_else(|_| app_dir.to_path_buf());
+        Viewdefs::at(&app_dir.join(VIEWDEFS_DIR), app_dir)
+    }
+
+    /// Viewdefs in `dir`, following symlinks only while they stay inside `confine`.
+    pub fn at(dir: &Path, confine: &Path) -> Viewdefs {
+        let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
         Viewdefs {
-            root: Some(root),
+            root: Some(canonical(dir)),
+            confine: canonical(confine),
             ..Viewdefs::default()
         }
     }
@@ -243,7 +249,7 @@ impl Viewdefs {
         if let Some(text) = &entry.text {
             return Some(text.clone());
         }
-        let text = read_template(root.as_deref()?, type_name, namespace, held)?;
+        let text = read_template(root.as_deref()?, &self.confine, type_name, namespace, held)?;
         self.held += text.len();
         entry.text = Some(text.clone());
         Some(text)
@@ -281,14 +287,10 @@ fn parse_name(file: &str) -> Option<(String, String)> {
 }
 
 fn template_path(root: Option<&Path>, type_name: &str, namespace: &str) -> Option<PathBuf> {
-    Some(
-        root?
-            .join(VIEWDEFS_DIR)
-            .join(format!("{type_name}.{namespace}.html")),
-    )
+    Some(root?.join(format!("{type_name}.{namespace}.html")))
 }
 
-/// Lists `<root>/viewdefs`: every well-named file, unread, and the built-ins it does not
+/// Lists the viewdefs directory: every well-named file, unread, and the built-ins it does not
 /// override. A missing directory lists just the built-ins.
 fn list(root: Option<&Path>) -> BTreeMap<String, BTreeMap<String, Template>> {
     let mut index: BTreeMap<String, BTreeMap<String, Template>> = BTreeMap::new();
@@ -301,7 +303,7 @@ fn list(root: Option<&Path>) -> BTreeMap<String, BTreeMap<String, Template>> {
                 .insert(namespace.to_string(), b);
         }
     }
-    let Ok(entries) = std::fs::read_dir(root.join(VIEWDEFS_DIR)) else {
+    let Ok(entries) = std::fs::read_dir(root) else {
         return index;
     };
     for entry in entries.flatten() {
@@ -316,13 +318,19 @@ fn list(root: Option<&Path>) -> BTreeMap<String, BTreeMap<String, Template>> {
     index
 }
 
-/// Reads one template, if it is a UTF-8 file inside the app directory and fits in what is left
-/// of the budget (`held` bytes are taken already).
-fn read_template(root: &Path, type_name: &str, namespace: &str, held: usize) -> Option<String> {
+/// Reads one template, if it is a UTF-8 file inside `confine` and fits in what is left of the
+/// budget (`held` bytes are taken already).
+fn read_template(
+    root: &Path,
+    confine: &Path,
+    type_name: &str,
+    namespace: &str,
+    held: usize,
+) -> Option<String> {
     let path = template_path(Some(root), type_name, namespace)?;
     let name = format!("{VIEWDEFS_DIR}/{type_name}.{namespace}.html");
     let real = path.canonicalize().ok()?;
-    if !real.starts_with(root) || !real.is_file() {
+    if !real.starts_with(confine) || !real.is_file() {
         tracing::warn!(
             file = name,
             "viewdef skipped: not a file inside the app directory"

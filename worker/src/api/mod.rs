@@ -68,6 +68,11 @@ impl Api {
         self.modules.loaded_files()
     }
 
+    /// Lets symlinked app files lead anywhere inside `dir` (see [`Modules::confine_to`]).
+    pub fn confine_to(&self, dir: &std::path::Path) {
+        self.modules.confine_to(dir);
+    }
+
     pub fn prototypes(&self) -> &Prototypes {
         &self.prototypes
     }

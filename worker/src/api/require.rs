@@ -31,6 +31,9 @@ pub struct Modules(Rc<RefCell<State>>);
 struct State {
     /// The canonical app directory.
     root: PathBuf,
+    /// Files reached through symlinks must stay inside this (canonical) directory: the app
+    /// directory, or the whole site with `--dir`.
+    confine: PathBuf,
     session: Table,
     /// `package.loaded`: module name → value.
     loaded: Table,
@@ -59,6 +62,7 @@ impl Modules {
         package.raw_set("loaded", &loaded)?;
         lua.globals().raw_set("package", package)?;
         let this = Modules(Rc::new(RefCell::new(State {
+            confine: root.clone(),
             root,
             session: session.clone(),
             loaded,
@@ -71,6 +75,12 @@ impl Modules {
             lua.create_function(move |lua, name: String| me.require(lua, name))?,
         )?;
         Ok(this)
+    }
+
+    /// Lets symlinked app files lead anywhere inside `dir` (which holds the app directory).
+    pub fn confine_to(&self, dir: &Path) {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        self.0.borrow_mut().confine = dir;
     }
 
     /// The app files run so far, relative to the app directory, in the order they finished
@@ -126,8 +136,11 @@ impl Modules {
 
     /// Runs `rel` (already normalized) as a chunk named `@rel`; its first result.
     fn run(&self, lua: &Lua, rel: &str, args: impl IntoLuaMulti) -> mlua::Result<Value> {
-        let root = self.0.borrow().root.clone();
-        let path = resolve(&root, rel).map_err(mlua::Error::runtime)?;
+        let (root, confine) = {
+            let state = self.0.borrow();
+            (state.root.clone(), state.confine.clone())
+        };
+        let path = resolve(&root, &confine, rel).map_err(mlua::Error::runtime)?;
         let source = std::fs::read(&path)
             .map_err(|e| mlua::Error::runtime(format!("cannot read {rel}: {e}")))?;
         lua.load(source)
@@ -221,14 +234,14 @@ fn normalize(rel: &str) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
-/// The canonical file for `rel`, which must exist and lie inside `root` once symlinks are
-/// resolved.
-fn resolve(root: &Path, rel: &str) -> Result<PathBuf, String> {
+/// The canonical file for `rel` (under `root`), which must exist and lie inside `confine` once
+/// symlinks are resolved.
+fn resolve(root: &Path, confine: &Path, rel: &str) -> Result<PathBuf, String> {
     let path = root
         .join(rel)
         .canonicalize()
         .map_err(|e| format!("cannot open {rel}: {e}"))?;
-    if !path.starts_with(root) {
+    if !path.starts_with(confine) {
         return Err(format!("{rel} leads outside the app directory"));
     }
     if !path.is_file() {

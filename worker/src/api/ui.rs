@@ -1,4 +1,5 @@
-//! The global `ui` table: `ui.log([level,] msg)` and JSON helpers for apps.
+//! The global `ui` table: `ui.log([level,] msg)` (named levels, or ui-engine's numbers) and
+//! JSON helpers for apps.
 //!
 //! `ui.log` writes a tracing event tagged with the session's ids, so a line in the worker's log
 //! can be traced back to its session. The JSON helpers never raise: like `io.open`, they return
@@ -75,9 +76,13 @@ fn log(lua: &Lua, ids: &LogIds, args: MultiValue) -> mlua::Result<()> {
         1 => ("info".to_string(), &args[0]),
         _ => match &args[0] {
             Value::String(s) => (s.to_str()?.to_string(), &args[1]),
+            Value::Integer(n) => (numeric_level(*n).to_string(), &args[1]),
+            Value::Number(n) if n.fract() == 0.0 => {
+                (numeric_level(*n as i64).to_string(), &args[1])
+            }
             other => {
                 return Err(mlua::Error::runtime(format!(
-                    "ui.log: the level must be a string, not {}",
+                    "ui.log: the level must be a name or a number, not {}",
                     other.type_name()
                 )))
             }
@@ -90,13 +95,26 @@ fn log(lua: &Lua, ids: &LogIds, args: MultiValue) -> mlua::Result<()> {
         "info" => tracing::info!(target: "lua", session = sid, vended = vid, "{msg}"),
         "warn" => tracing::warn!(target: "lua", session = sid, vended = vid, "{msg}"),
         "error" => tracing::error!(target: "lua", session = sid, vended = vid, "{msg}"),
+        "trace" => tracing::trace!(target: "lua", session = sid, vended = vid, "{msg}"),
         other => {
             return Err(mlua::Error::runtime(format!(
-                "ui.log: unknown level '{other}' (use debug, info, warn or error)"
+                "ui.log: unknown level '{other}' (use debug, info, warn, error, trace or a number)"
             )))
         }
     }
     Ok(())
+}
+
+/// ui-engine's numeric verbosity levels (`ui.log(level, msg)`: shown when the server's
+/// verbosity is at least `level`): 0 and 1 are what a server shows by default, 2 is detail,
+/// 3 and up are traces. Below 0 reads as an error.
+fn numeric_level(n: i64) -> &'static str {
+    match n {
+        i64::MIN..=-1 => "error",
+        0 | 1 => "info",
+        2 => "debug",
+        _ => "trace",
+    }
 }
 
 /// `ui.json_encode`: the JSON text of `v`, or why it has none.

@@ -132,7 +132,14 @@ impl Tracker {
             }
             // No wrapper last time: the constructor is tried again for the new value.
         }
-        let object = match self.construct_wrapper(key, &wrap.type_name, &raw) {
+        let built = super::viewlist::presenter_already_built(&raw, &wrap.type_name);
+        let made = if built {
+            Ok(LuaValue::Nil)
+        } else {
+            self.construct_wrapper(key, &wrap.type_name, &raw)
+        };
+        let object = match made {
+            Ok(object) if built => object,
             Ok(object) => {
                 if object.is_nil() {
                     tracing::info!(target: "lua", var = key.id, "wrapper={}: new returned nil, so the value stands for itself", wrap.type_name);

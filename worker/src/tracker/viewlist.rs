@@ -23,6 +23,24 @@ const SOURCE: &str = include_str!("viewlist.lua");
 pub const VIEW_LIST: &str = "lua.ViewList";
 pub const VIEW_LIST_ITEM: &str = "lua.ViewListItem";
 
+/// Whether `raw` is a `lua.ViewListItem` whose list already builds `type_name` presenters for
+/// its rows. ui-engine's frontend copies a list's `itemWrapper` onto each row's variable as
+/// `wrapper`; the row's presenter is then already the item's `item`, so the row variable keeps
+/// the ViewListItem (which its `lua.ViewListItem.list-item` template expects) instead of
+/// wrapping it a second time.
+pub fn presenter_already_built(raw: &LuaValue, type_name: &str) -> bool {
+    let LuaValue::Table(item) = raw else {
+        return false;
+    };
+    if super::value_json::table_type(item).as_deref() != Some(VIEW_LIST_ITEM) {
+        return false;
+    }
+    let Ok(LuaValue::Table(list)) = item.raw_get::<LuaValue>("list") else {
+        return false;
+    };
+    matches!(list.raw_get::<LuaValue>("itemWrapper"), Ok(LuaValue::String(s)) if s.as_bytes() == type_name.as_bytes())
+}
+
 impl Tracker {
     /// `lua.ViewList` or `lua.ViewListItem` when `name` is one of them (loading them on first
     /// use); `None` for every other name. A load failure is logged and reads as unknown.

@@ -42,6 +42,8 @@ impl Session {
             vended_id: VENDED_ID,
             session_id: SESSION_ID.into(),
             app_dir: root.display().to_string(),
+            viewdefs_dir: String::new(),
+            confine_dir: String::new(),
             limits: LuaLimits {
                 memory_bytes: 64 * 1024 * 1024,
                 turn_time_ms: 2000,

@@ -28,6 +28,10 @@ fn ui_log_writes_levelled_lines_with_the_session_ids() {
         ui.log("debug", "a debug line")
         ui.log("warn", "a warning")
         ui.log("error", 42)
+        ui.log(0, "level zero shows")
+        ui.log(1, "level one shows")
+        ui.log(2, "level two is detail")
+        ui.log(4, "level four is a trace")
         local ok, err = pcall(ui.log, "loud", "x")
         assert(not ok and tostring(err):find("unknown level 'loud'"), tostring(err))
         assert(not pcall(ui.log), "a message is required")
@@ -36,7 +40,7 @@ fn ui_log_writes_levelled_lines_with_the_session_ids() {
     let out = Captured::default();
     let writer = out.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
+        .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
         // No timestamps: a needle like "42" must not match the clock.
         .without_time()
@@ -55,6 +59,10 @@ fn ui_log_writes_levelled_lines_with_the_session_ids() {
         ("a debug line", "DEBUG"),
         ("a warning", "WARN"),
         ("42", "ERROR"),
+        ("level zero shows", "INFO"),
+        ("level one shows", "INFO"),
+        ("level two is detail", "DEBUG"),
+        ("level four is a trace", "TRACE"),
     ] {
         let l = line(needle);
         assert!(l.contains(level), "{l}");

@@ -274,10 +274,10 @@ fn nested_lists_each_keep_their_own_items() {
 }
 
 #[test]
-fn the_frontends_per_row_wrapper_that_cannot_wrap_leaves_the_item() {
-    // ui-engine's frontend copies `itemWrapper` onto each row variable as `wrapper`; the
-    // presenter's constructor then gets a variable, not a ViewListItem, and fails: the row
-    // stays the ViewListItem (logged), and its `item` is the presenter the list built.
+fn the_frontends_per_row_wrapper_leaves_the_item_and_its_presenter() {
+    // ui-engine's frontend copies `itemWrapper` onto each row variable as `wrapper`: the row
+    // stays the ViewListItem (no second presenter, no error), and its `item` is the presenter
+    // the list built.
     let mut t = people();
     let msgs = t.send(
         1,
