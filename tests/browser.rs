@@ -433,6 +433,19 @@ async fn the_page_renders_the_apps_own_viewdefs() {
     )
     .await;
     wait_for(&page, ".progress .bar[style*=\"width: 0%\"]").await;
+    // A template's own <style> is in the document head once, not in every copy.
+    assert_eq!(
+        page.find_all(Locator::Css("head style[data-viewdef=\"Task.list-item\"]"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(page
+        .find_all(Locator::Css("#lb-app style"))
+        .await
+        .unwrap()
+        .is_empty());
 
     // Typing reaches Lua at each key (`newTask?keypress`): the computed preview follows and
     // the Add button is enabled.
@@ -726,6 +739,40 @@ async fn every_binding_reaches_lua_and_back() {
     )
     .await;
 
+    // ui-event-<name> listens for any event, a custom one too.
+    page.execute(
+        r#"document.querySelector(".poke").dispatchEvent(new Event("poke"));"#,
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_for_xpath(&page, "//span[@class='pokes'][.='1']").await;
+
+    // `?access=rw` on a method path makes it writable (a method path is read-only by default).
+    wait_for_xpath(&page, "//span[@class='nick-echo'][.='nick: anon']").await;
+    let nick = wait_for(&page, "input.nick").await;
+    nick.clear().await.unwrap();
+    nick.send_keys("zed\u{E004}").await.unwrap();
+    wait_for_xpath(&page, "//span[@class='nick-echo'][.='nick: zed']").await;
+
+    // A select whose options are a ui-viewlist: Lua's value is chosen once they exist, and
+    // choosing another writes it back.
+    wait_for(&page, "select.pick option[value=\"c\"]").await;
+    let picked = page
+        .execute(
+            r#"return document.querySelector("select.pick").value;"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(picked, json!("b"));
+    wait_for(&page, "select.pick option[value=\"c\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for_xpath(&page, "//span[@class='picked'][.='c']").await;
+
     let errors = page.find_all(Locator::Css("#lb-errors > *")).await.unwrap();
     assert!(errors.is_empty(), "error banners: {}", errors.len());
     page.close().await.unwrap();
@@ -740,6 +787,7 @@ local Pet = session:prototype("Pet", { kind = "cat" })
 function Pet:phrase() return "a " .. self.kind end
 local Form = session:prototype("Form", {
   name = "Ada", bio = "", color = "red", note = "", size = 40, saves = 0, lastKey = "",
+  pokes = 0, picked = "b",
   html = '<b class="markup">bold</b>',
 })
 function Form:greeting() return "Hello, " .. self.name end
@@ -750,6 +798,14 @@ function Form:save() self.saves = self.saves + 1 end
 function Form:swap() self.pet = Pet:new({ kind = "dog" }) end
 function Form:lose() self.pet = nil end
 function Form:adopt() table.insert(self.pets, Pet:new({ kind = "fish" })) end
+function Form:poke() self.pokes = self.pokes + 1 end
+-- A read/write method (`nick()?access=rw`): called with the value to write, without to read.
+function Form:nick(...)
+  if select('#', ...) > 0 then self._nick = ... end
+  return self._nick or "anon"
+end
+function Form:nickEcho() return "nick: " .. (self._nick or "anon") end
+local Choice = session:prototype("Choice", { code = "", label = "" })
 -- A presenter per list row (`itemWrapper=PetRow`), built from the row's ViewListItem.
 local PetRow = session:prototype("PetRow", {})
 function PetRow:new(row) return session:create(self, { row = row }) end
@@ -757,6 +813,10 @@ function PetRow:label() return (self.row.index + 1) .. ". " .. self.row.baseItem
 local form = Form:new()
 form.pet = Pet:new()
 form.pets = { Pet:new(), Pet:new({ kind = "dog" }) }
+form.choices = {
+  Choice:new({ code = "a", label = "Apple" }), Choice:new({ code = "b", label = "Banana" }),
+  Choice:new({ code = "c", label = "Cherry" }),
+}
 session:createAppVariable(form)
 "#,
     ),
@@ -783,12 +843,20 @@ session:createAppVariable(form)
     <ul class="pet-rows" ui-viewlist="pets?itemWrapper=PetRow"></ul>
     <div class="pet-table" ui-view="pets?wrapper=lua.ViewList"></div>
     <button class="adopt" ui-action="adopt()">adopt</button>
+    <div class="poke" ui-event-poke="poke()"></div> <span class="pokes" ui-value="pokes"></span>
+    <input class="nick" ui-value="nick()?access=rw"> <span class="nick-echo" ui-value="nickEcho()"></span>
+    <select class="pick" ui-value="picked" ui-viewlist="choices"><option></option></select>
+    <span class="picked" ui-value="picked"></span>
   </div>
 </template>"#,
     ),
     (
         "viewdefs/Pet.COMPACT.html",
         r#"<template><span class="pet-compact" ui-value="kind"></span></template>"#,
+    ),
+    (
+        "viewdefs/Choice.list-item.html",
+        r#"<template><option ui-attr-value="code" ui-value="label"></option></template>"#,
     ),
     (
         "viewdefs/PetRow.list-item.html",

@@ -291,6 +291,18 @@ export class Binder {
     const v = this.variable(scope, ctx, p.path, props);
     const any = /** @type {any} */ (el);
     let dirty = false;
+    /**
+     * Values sent while the field has had the focus. The server echoes a write back after its
+     * next change detection; while someone types (`?keypress`), an echo of an older value must
+     * not overwrite what they have typed since. A value Lua set itself still shows.
+     * @type {Set<string>}
+     */
+    const sentWhileFocused = new Set();
+    el.addEventListener("blur", () => sentWhileFocused.clear());
+    /** @param {any} value */
+    const staleEcho = (value) =>
+      document.activeElement === el && sentWhileFocused.has(text(value)) && text(value) !== currentText();
+    const currentText = () => (kind === "editable" ? el.textContent || "" : String(any.value ?? ""));
 
     /** @param {any} value */
     const show = (value) => {
@@ -308,7 +320,7 @@ export class Binder {
           any.checked = value !== null && value !== undefined && any.value === String(value);
           return;
         case "editable":
-          if (dirty && document.activeElement === el) return;
+          if ((dirty && document.activeElement === el) || staleEcho(value)) return;
           el.textContent = text(value);
           return;
         case "component": {
@@ -324,13 +336,17 @@ export class Binder {
         }
         default:
           // Never overwrite what someone is typing; their edit is sent on change.
-          if (dirty && document.activeElement === el) return;
+          if ((dirty && document.activeElement === el) || staleEcho(value)) return;
           any.value = text(value);
           dirty = false;
       }
     };
     this.vars.listen(v.id, (v, change) => { if (change.value) show(v.value); });
     this.showErrors(el, v);
+    if (kind === "select") {
+      // Options may come later (a ui-viewlist inside the select): choose the value again then.
+      new MutationObserver(() => { if (v.hasValue) show(v.value); }).observe(el, { childList: true, subtree: true });
+    }
     if (!editable || props.access === "r") return;
 
     /** What the element holds now, as the value to send (undefined: nothing valid to send). */
@@ -362,6 +378,7 @@ export class Binder {
       dirty = false;
       const out = value === undefined ? read() : value;
       if (out === undefined) return;
+      if (document.activeElement === el) sentWhileFocused.add(text(out));
       this.vars.update(v.id, out);
     };
     const edited = () => {
