@@ -13,7 +13,8 @@ use clap::Parser;
 #[command(
     name = "luabroker",
     version,
-    about = "Serves one Lua app per browser session, each session in its own worker process."
+    about = "Serves one Lua app per browser session, each session in its own worker process.",
+    after_help = "Benchmark: `luabroker bench --help` (measures a running server, or one it starts)."
 )]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port. Prints `listening on http://ADDR:PORT`.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod app_dir;
+mod bench;
 mod broker;
 mod child;
 mod config;
@@ -10,6 +11,7 @@ mod config_file;
 mod health;
 mod hotload;
 mod http;
+mod limits;
 mod live_config;
 mod manager;
 mod metrics;
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
     match std::env::args_os().nth(1) {
         Some(a) if a == protocol::launch::WORKER_ARG => return worker::process::run(),
         Some(a) if a == protocol::launch::ZYGOTE_ARG => return worker::zygote::run(),
+        Some(a) if a == "bench" => return bench::main(),
         _ => {}
     }
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -82,7 +85,7 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .ok()
         .and_then(|f| worker::logging::install(f, json));
-    raise_fd_limit();
+    limits::raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -232,16 +235,6 @@ async fn maintain(broker: Arc<Broker>) {
                 let pinging = broker.clone();
                 tokio::spawn(async move { pinging.ping_all(seq, timeout).await });
             }
-        }
-    }
-}
-
-/// Lets the broker hold a socket and a couple of fds per session (10,000 by default).
-fn raise_fd_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
 }

@@ -1,0 +1,177 @@
+//! The server under test: one already running (`--url`), or one the bench starts from this
+//! same executable (`--spawn`) serving the bench app, a fresh one per scenario so that no
+//! scenario measures the sessions an earlier one left behind.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// How long a spawned server may take to print its `listening on` line.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Lines of a spawned server's log kept for error messages.
+const LOG_TAIL: usize = 40;
+
+pub struct Server {
+    /// `host:port`.
+    pub addr: String,
+    /// The broker's pid, when the bench started it (for memory figures).
+    pub pid: Option<i32>,
+    child: Option<Child>,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Server {
+    pub fn running(url: &str) -> Result<Server, String> {
+        let addr = url
+            .trim_end_matches('/')
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("--url must look like http://HOST:PORT, not {url}"))?;
+        Ok(Server {
+            addr: addr.to_string(),
+            pid: None,
+            child: None,
+            log: Arc::default(),
+        })
+    }
+
+    /// Starts `luabroker --listen 127.0.0.1:0 --lua-dir APP …extra` and waits for it to listen.
+    pub fn spawn(app_dir: &std::path::Path, extra: &[String]) -> Result<Server, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+        let mut child = Command::new(exe)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--lua-dir")
+            .arg(app_dir)
+            // Room for every scenario's sessions; a user's own flags come later and win.
+            .args(["--max-sessions", "100000", "--max-pending-sessions", "512"])
+            .args(extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        let log: Arc<Mutex<VecDeque<String>>> = Arc::default();
+        let stderr = child.stderr.take().expect("piped");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                if log.len() == LOG_TAIL {
+                    log.pop_front();
+                }
+                log.push_back(line);
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let pid = child.id() as i32;
+        let mut server = Server {
+            addr: String::new(),
+            pid: Some(pid),
+            child: Some(child),
+            log,
+        };
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(addr) => {
+                server.addr = addr;
+                Ok(server)
+            }
+            Err(_) => Err(format!(
+                "the server did not start listening; its log:\n{}",
+                server.log_tail()
+            )),
+        }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Stops a spawned server the way an operator would (SIGTERM), SIGKILL if it lingers.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = Pid::from_raw(child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20)); // polling an exit
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Proportional set size of a process, in KiB.
+pub fn pss_kib(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    text.lines()
+        .find(|l| l.starts_with("Pss:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Descendant processes of `root` whose name is `comm`.
+pub fn descendants_named(root: i32, comm: &str) -> Vec<i32> {
+    let stats: Vec<(i32, i32, String)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let name = text.get(text.find('(')? + 1..text.rfind(')')?)?.to_string();
+            let ppid = text
+                .get(text.rfind(')')? + 2..)?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid, name))
+        })
+        .collect();
+    let mut family = vec![root];
+    let mut i = 0;
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = Default::default();
+    for s in &stats {
+        children.entry(s.1).or_default().push(s.0);
+    }
+    while i < family.len() {
+        family.extend(children.get(&family[i]).into_iter().flatten().copied());
+        i += 1;
+    }
+    let family: std::collections::HashSet<i32> = family[1..].iter().copied().collect();
+    stats
+        .iter()
+        .filter(|s| s.2 == comm && family.contains(&s.0))
+        .map(|s| s.0)
+        .collect()
+}
