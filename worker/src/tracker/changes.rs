@@ -9,11 +9,14 @@
 //! follow their paths from.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use mlua::Value as LuaValue;
 
 use protocol::browser::{Properties, ServerMessage};
 use protocol::ipc::TabId;
 
-use super::compute::{plan, store, Plan, Stored};
+use super::compute::{plan_from, store, Plan, Stored};
 use super::properties::Priority;
 use super::variable::{VarKey, Variable};
 use super::Tracker;
@@ -52,11 +55,12 @@ enum Step {
 /// One change-detection pass.
 pub fn detect(tracker: &Tracker) -> ChangeSet {
     let mut out = ChangeSet::default();
-    let mut stack: Vec<VarKey> = match tracker.state() {
-        Ok(st) => st.roots.values().rev().copied().collect(),
+    // Each entry carries its parent's value as computed in this pass, shared by the siblings.
+    let mut stack: Vec<(VarKey, Option<Rc<LuaValue>>)> = match tracker.state() {
+        Ok(st) => st.roots.values().rev().map(|k| (*k, None)).collect(),
         Err(_) => return out,
     };
-    while let Some(key) = stack.pop() {
+    while let Some((key, base)) = stack.pop() {
         let step = {
             let Ok(st) = tracker.state() else { break };
             let Some(var) = st.vars.get(&key) else {
@@ -68,7 +72,7 @@ pub fn detect(tracker: &Tracker) -> ChangeSet {
             if var.props.inactive() {
                 Step::Inactive
             } else {
-                Step::Plan(plan(&st, var))
+                Step::Plan(plan_from(var, base.as_ref()))
             }
         };
         // No borrow held from here until `store`: the path may run any Lua code.
@@ -87,8 +91,11 @@ pub fn detect(tracker: &Tracker) -> ChangeSet {
         };
         let dropped = stored.dropped.take();
         emit(var, stored, &mut out);
-        if follow_children && var.current.is_some() {
-            stack.extend(var.children.iter().rev().copied());
+        if follow_children && !var.children.is_empty() {
+            if let Some(current) = &var.current {
+                let base = Rc::new(current.clone());
+                stack.extend(var.children.iter().rev().map(|c| (*c, Some(base.clone()))));
+            }
         }
         drop(st);
         // A wrapper its constructor replaced: destroyed with no borrow held.
@@ -102,6 +109,14 @@ pub fn detect(tracker: &Tracker) -> ChangeSet {
 /// Queues what each watcher of `var` must hear after this computation: the full state for
 /// tabs that just watched it, otherwise the value if it changed and the properties that did.
 fn emit(var: &mut Variable, stored: Stored, out: &mut ChangeSet) {
+    // The common case of a pass: nothing about this variable is new.
+    if !stored.value_changed
+        && !stored.error_changed
+        && var.fresh.is_empty()
+        && !var.props.has_changes()
+    {
+        return;
+    }
     if var.watchers.is_empty() {
         // Nobody to tell; a later watcher gets the full state anyway.
         var.props.clear_changes();

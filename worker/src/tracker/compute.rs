@@ -19,14 +19,15 @@ use protocol::Value;
 use super::failure::Failure;
 use super::objects::ObjectRegistry;
 use super::path::Path;
-use super::value_json::{same, table_type, to_json};
+use super::value_json::{same, same_scalar, scalar_json, table_type, to_json};
 use super::variable::{Binding, VarKey, Variable, WrapState};
 use super::{State, Tracker};
 
-/// What to evaluate: a held value, or a path from the parent's current value.
+/// What to evaluate: a held value, or a path from the parent's current value (shared by the
+/// parent's children within one pass, so a pass clones it once per parent, not per child).
 pub enum Source {
     Own(LuaValue),
-    Path(LuaValue, Rc<Path>),
+    Path(Rc<LuaValue>, Rc<Path>),
 }
 
 /// One evaluation: where the value comes from and, for a wrapped variable, what wrapper it has.
@@ -63,7 +64,8 @@ pub enum WrapUpdate {
 pub struct Computed {
     /// What children follow their paths from: the wrapper, or the value itself.
     pub lua: LuaValue,
-    pub json: Value,
+    /// Value JSON; `None` for a scalar, whose JSON [`store`] builds only when it changed.
+    pub json: Option<Value>,
     pub type_name: Option<String>,
     /// The underlying value of a wrapped variable.
     pub raw: Option<LuaValue>,
@@ -71,15 +73,24 @@ pub struct Computed {
 }
 
 pub fn plan(state: &State, var: &Variable) -> Plan {
-    let source = match &var.binding {
-        Binding::Own(v) => Source::Own(v.clone()),
-        Binding::Path(_) if !var.access.readable() => return Plan::Unreadable,
-        Binding::Path(path) => match var
+    let base = match &var.binding {
+        Binding::Path(_) if var.access.readable() => var
             .parent
             .and_then(|k| state.vars.get(&k))
             .and_then(|p| p.current.clone())
-        {
-            Some(base) => Source::Path(base, path.clone()),
+            .map(Rc::new),
+        _ => None,
+    };
+    plan_from(var, base.as_ref())
+}
+
+/// [`plan`] with the parent's current value already at hand (`None`: it has none).
+pub fn plan_from(var: &Variable, base: Option<&Rc<LuaValue>>) -> Plan {
+    let source = match &var.binding {
+        Binding::Own(v) => Source::Own(v.clone()),
+        Binding::Path(_) if !var.access.readable() => return Plan::Unreadable,
+        Binding::Path(path) => match base {
+            Some(base) => Source::Path(base.clone(), path.clone()),
             None => return Plan::NoBase,
         },
     };
@@ -90,13 +101,23 @@ pub fn plan(state: &State, var: &Variable) -> Plan {
     Plan::Eval(Job { source, wrap })
 }
 
+impl Computed {
+    /// The value JSON, built now for a scalar.
+    pub fn into_json(self) -> Value {
+        match self.json {
+            Some(json) => json,
+            None => scalar_json(&self.lua).unwrap_or(Value::Null),
+        }
+    }
+}
+
 impl Tracker {
     /// Runs the path and, for a wrapped variable, the wrapper's constructor or re-sync (Lua code
     /// may run here; no borrow is held), then converts the result to value JSON.
     pub(crate) fn evaluate(&self, key: VarKey, job: Job) -> Result<Computed, Failure> {
         let raw = match job.source {
             Source::Own(v) => v,
-            Source::Path(base, path) => path.read(base).map_err(Failure::as_path_failure)?,
+            Source::Path(base, path) => path.read(&base).map_err(Failure::as_path_failure)?,
         };
         let Some(wrap) = job.wrap else {
             return finish(self.objects(), raw, None, WrapUpdate::Clear, None);
@@ -186,7 +207,19 @@ fn finish(
     wrap: WrapUpdate,
     type_name: Option<String>,
 ) -> Result<Computed, Failure> {
-    let json = to_json(objects, &lua)?;
+    let scalar = matches!(
+        lua,
+        LuaValue::Nil
+            | LuaValue::Boolean(_)
+            | LuaValue::Integer(_)
+            | LuaValue::Number(_)
+            | LuaValue::String(_)
+    );
+    let json = if scalar {
+        None
+    } else {
+        Some(to_json(objects, &lua)?)
+    };
     let type_name = type_name.or_else(|| lua.as_table().and_then(table_type));
     Ok(Computed {
         lua,
@@ -211,11 +244,35 @@ pub struct Stored {
 pub fn store(var: &mut Variable, result: Result<Computed, Failure>) -> Stored {
     match result {
         Ok(c) => {
+            let value_changed = match c.json {
+                Some(json) => {
+                    let changed = !matches!(&var.value, Some(old) if same(old, &json));
+                    if changed {
+                        var.value = Some(json);
+                    }
+                    changed
+                }
+                // A scalar equal to the last one (and reported) is unchanged without any JSON.
+                None if var.value.is_some()
+                    && var.current_is_value
+                    && var
+                        .current
+                        .as_ref()
+                        .is_some_and(|old| same_scalar(old, &c.lua)) =>
+                {
+                    false
+                }
+                None => {
+                    let json = scalar_json(&c.lua).unwrap_or(Value::Null);
+                    let changed = !matches!(&var.value, Some(old) if same(old, &json));
+                    if changed {
+                        var.value = Some(json);
+                    }
+                    changed
+                }
+            };
             var.current = Some(c.lua);
-            let value_changed = !matches!(&var.value, Some(old) if same(old, &c.json));
-            if value_changed {
-                var.value = Some(c.json);
-            }
+            var.current_is_value = true;
             set_type(var, c.type_name);
             var.error = None;
             var.raw = c.raw;

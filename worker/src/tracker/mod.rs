@@ -156,7 +156,7 @@ impl Tracker {
                     st.roots.insert(seq, key);
                 }
             }
-            st.vars.insert(key, var);
+            st.vars.insert(key, Box::new(var));
             if let Some(tab) = new.watcher {
                 st.add_watch(key, tab);
             }
@@ -271,6 +271,7 @@ impl Tracker {
                 if let Some(var) = st.vars.get_mut(&key) {
                     var.binding = Binding::Own(new.clone());
                     var.current = Some(new);
+                    var.current_is_value = false;
                 }
                 Ok(())
             }
@@ -408,7 +409,7 @@ impl Tracker {
         };
         let value = match (planned, last) {
             (_, Some(last)) => last?,
-            (Plan::Eval(job), None) => self.evaluate(key, job)?.json,
+            (Plan::Eval(job), None) => self.evaluate(key, job)?.into_json(),
             (Plan::Unreadable, None) => Value::Null,
             (Plan::NoBase, None) => {
                 return Err(Failure::path(format!(

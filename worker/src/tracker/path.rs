@@ -71,7 +71,7 @@ impl Path {
     }
 
     /// Follows the whole path from `base` and returns what it names.
-    pub fn read(&self, base: LuaValue) -> Result<LuaValue, Failure> {
+    pub fn read(&self, base: &LuaValue) -> Result<LuaValue, Failure> {
         read_segments(base, &self.segments)
     }
 
@@ -83,7 +83,7 @@ impl Path {
             .segments
             .split_last()
             .ok_or_else(|| Failure::internal("empty path"))?;
-        let target = read_segments(base, init)?;
+        let target = read_segments(&base, init)?;
         let table = match &target {
             LuaValue::Table(t) => t,
             other => {
@@ -165,9 +165,12 @@ fn valid_name<'a>(name: &'a str, part: &str) -> Result<&'a str, String> {
     }
 }
 
-fn read_segments(base: LuaValue, segments: &[Segment]) -> Result<LuaValue, Failure> {
-    let mut current = base;
-    for segment in segments {
+fn read_segments(base: &LuaValue, segments: &[Segment]) -> Result<LuaValue, Failure> {
+    let Some((first, rest)) = segments.split_first() else {
+        return Ok(base.clone());
+    };
+    let mut current = step(base, first)?;
+    for segment in rest {
         current = step(&current, segment)?;
     }
     Ok(current)
@@ -351,17 +354,17 @@ mod tests {
             .eval()
             .unwrap();
         let (p, _) = Path::parse("items.0.double()").unwrap();
-        assert_eq!(p.read(app.clone()).unwrap(), LuaValue::Integer(6));
+        assert_eq!(p.read(&app).unwrap(), LuaValue::Integer(6));
         let (n, _) = Path::parse("items.0.n").unwrap();
         n.write(app.clone(), Access::RW, LuaValue::Integer(5))
             .unwrap();
-        assert_eq!(p.read(app.clone()).unwrap(), LuaValue::Integer(10));
+        assert_eq!(p.read(&app).unwrap(), LuaValue::Integer(10));
         let (set, _) = Path::parse("items.0.setN(_)").unwrap();
         set.write(app.clone(), Access::W, LuaValue::Integer(1))
             .unwrap();
-        assert_eq!(p.read(app.clone()).unwrap(), LuaValue::Integer(2));
+        assert_eq!(p.read(&app).unwrap(), LuaValue::Integer(2));
         let (missing, _) = Path::parse("nothing.here").unwrap();
-        let err = missing.read(app).unwrap_err();
+        let err = missing.read(&app).unwrap_err();
         assert_eq!(err.code, protocol::ErrorCode::PathFailure);
         assert_eq!(err.description, "cannot read field here of a nil");
     }

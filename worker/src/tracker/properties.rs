@@ -65,6 +65,9 @@ pub struct PropertyStore {
     value_priority: Priority,
     /// Cached from the `inactive` property: read on every pass.
     inactive: bool,
+    /// Whether anything is dirty or removed: a pass asks this of every variable, so it is
+    /// answered without walking the properties.
+    changed: bool,
 }
 
 impl PropertyStore {
@@ -92,6 +95,7 @@ impl PropertyStore {
                 let old = self.props.remove(i);
                 self.removed
                     .push((old.name, priority.unwrap_or(old.priority)));
+                self.changed = true;
             }
             return;
         }
@@ -104,14 +108,18 @@ impl PropertyStore {
                     p.value = value.to_string();
                     p.priority = priority;
                     p.dirty = true;
+                    self.changed = true;
                 }
             }
-            None => self.props.push(Prop {
-                name: name.to_string(),
-                value: value.to_string(),
-                priority,
-                dirty: true,
-            }),
+            None => {
+                self.props.push(Prop {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                    priority,
+                    dirty: true,
+                });
+                self.changed = true;
+            }
         }
     }
 
@@ -146,8 +154,14 @@ impl PropertyStore {
             .collect()
     }
 
+    /// Whether [`Self::take_changes`] would return anything.
+    pub fn has_changes(&self) -> bool {
+        self.changed
+    }
+
     /// What changed since the last call (removed ones as `""`), and forget it.
     pub fn take_changes(&mut self) -> Vec<PropChange> {
+        self.changed = false;
         let mut out: Vec<PropChange> = Vec::new();
         for p in self.props.iter_mut().filter(|p| p.dirty) {
             p.dirty = false;
@@ -159,6 +173,7 @@ impl PropertyStore {
 
     /// Forget pending changes without reporting them (nobody is watching).
     pub fn clear_changes(&mut self) {
+        self.changed = false;
         for p in &mut self.props {
             p.dirty = false;
         }
@@ -186,7 +201,9 @@ mod tests {
         s.set("b:low", "2");
         s.set("priority", "high");
         assert_eq!(s.value_priority(), Priority::High);
+        assert!(s.has_changes());
         assert_eq!(s.take_changes().len(), 3);
+        assert!(!s.has_changes());
         assert!(s.take_changes().is_empty());
         s.set("a", "1"); // unchanged
         s.set("b", "");

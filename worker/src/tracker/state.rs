@@ -3,7 +3,9 @@
 //! removal of a subtree. Pure data: nothing here calls into Lua (a removed variable's wrapper
 //! is queued for its `destroy()`, which the tracker calls once this borrow is released).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 use mlua::Value as LuaValue;
 use protocol::browser::{ServerMessage, VarId};
@@ -13,7 +15,12 @@ use super::variable::{VarKey, Variable};
 use super::Removed;
 
 pub struct State {
-    pub vars: HashMap<VarKey, Variable>,
+    /// Boxed, so that the map itself stays small and the variables sit in memory in creation
+    /// order, which is roughly the order a pass visits them: a pass over 10,000 variables is
+    /// bound by cache misses, and this layout lets the hardware prefetch them. FxHash, not
+    /// SipHash: ids are chosen by this session's own tabs, so colliding ids could only slow
+    /// down the session that sent them.
+    pub vars: FxHashMap<VarKey, Box<Variable>>,
     /// Variables without a parent, by creation order.
     pub roots: BTreeMap<u64, VarKey>,
     pub next_seq: u64,
@@ -29,7 +36,7 @@ pub struct State {
 impl Default for State {
     fn default() -> State {
         State {
-            vars: HashMap::new(),
+            vars: FxHashMap::default(),
             roots: BTreeMap::new(),
             next_seq: 0,
             next_server_id: -1,

@@ -159,6 +159,32 @@ pub fn object_fields(objects: &ObjectRegistry, t: &Table) -> Value {
     Value::Object(fields)
 }
 
+/// The value JSON of a scalar (nil, boolean, number, string); `None` for anything else.
+pub fn scalar_json(value: &LuaValue) -> Option<Value> {
+    Some(match value {
+        LuaValue::Nil => Value::Null,
+        LuaValue::Boolean(b) => Value::Bool(*b),
+        LuaValue::Integer(i) => Value::Int(*i),
+        LuaValue::Number(n) => Value::Float(*n),
+        LuaValue::String(s) => Value::String(s.to_string_lossy()),
+        _ => return None,
+    })
+}
+
+/// Change detection's equality on two Lua scalars, without building their JSON: the same
+/// answer [`same`] gives on their value JSON (integers and floats differ, NaN equals NaN,
+/// strings by their bytes). `false` when either is not a scalar.
+pub fn same_scalar(a: &LuaValue, b: &LuaValue) -> bool {
+    match (a, b) {
+        (LuaValue::Nil, LuaValue::Nil) => true,
+        (LuaValue::Boolean(x), LuaValue::Boolean(y)) => x == y,
+        (LuaValue::Integer(x), LuaValue::Integer(y)) => x == y,
+        (LuaValue::Number(x), LuaValue::Number(y)) => x.to_bits() == y.to_bits() || x == y,
+        (LuaValue::String(x), LuaValue::String(y)) => x.as_bytes() == y.as_bytes(),
+        _ => false,
+    }
+}
+
 /// Equality for change detection: like `==` but NaN equals NaN, so a NaN value is not
 /// reported as changed on every pass.
 pub fn same(a: &Value, b: &Value) -> bool {
@@ -220,6 +246,31 @@ mod tests {
             json(&lua, &reg, "return {1, x = 2}").unwrap(),
             Value::ObjRef(4)
         );
+    }
+
+    #[test]
+    fn scalars_compare_like_their_json() {
+        let lua = Lua::new();
+        let v = |code: &str| lua.load(code).eval::<LuaValue>().unwrap();
+        let pairs = [
+            ("return 1", "return 1"),
+            ("return 1", "return 1.0"),
+            ("return 0/0", "return 0/0"),
+            ("return 'a'", "return 'a'"),
+            ("return 'a'", "return 'b'"),
+            ("return true", "return false"),
+            ("return nil", "return false"),
+            ("return 2.5", "return 2.5"),
+        ];
+        for (a, b) in pairs {
+            let (a, b) = (v(a), v(b));
+            let by_json = same(&scalar_json(&a).unwrap(), &scalar_json(&b).unwrap());
+            assert_eq!(same_scalar(&a, &b), by_json, "{a:?} vs {b:?}");
+        }
+        // Tables are never "the same scalar": their JSON decides.
+        let t = v("return {}");
+        assert!(!same_scalar(&t, &t));
+        assert!(scalar_json(&t).is_none());
     }
 
     #[test]

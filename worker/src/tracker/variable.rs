@@ -117,6 +117,9 @@ pub struct Variable {
     pub current: Option<LuaValue>,
     /// Value JSON last reported (or computed); `None` when unknown.
     pub value: Option<Value>,
+    /// Whether `current` is what `value` was computed from (a write to an own value replaces
+    /// `current` ahead of the pass): only then may a pass compare scalars without JSON.
+    pub current_is_value: bool,
     /// The last failure of the path, reported once per distinct text.
     pub error: Option<(ErrorCode, String)>,
     pub props: PropertyStore,
@@ -151,6 +154,7 @@ impl Variable {
             access: Access::RW,
             current: None,
             value: None,
+            current_is_value: false,
             error: None,
             props: PropertyStore::default(),
             server_type: false,

@@ -201,7 +201,7 @@ impl VariableHandle {
         let st = tracker
             .state()
             .map_err(|f| mlua::Error::runtime(f.description))?;
-        Ok(st.vars.get(&self.key).and_then(f))
+        Ok(st.vars.get(&self.key).and_then(|v| f(v)))
     }
 }
 
