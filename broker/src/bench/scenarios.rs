@@ -34,23 +34,58 @@ pub async fn create_latency(
     }
     pb.set_length(requests as u64);
     let mut h = Latencies::default();
-    let mut refused = 0;
+    let mut tally = Tally::default();
     for _ in 0..requests {
         match client.create().await {
             Ok((_, took)) => h.record(took),
-            Err(Created::Refused) => refused += 1,
-            Err(Created::Failed(e)) => return Err(e),
+            Err(e) => tally.add(e),
         }
         pb.inc(1);
     }
-    Ok(Row::latency(key, name, &h, refusals(refused)))
+    Ok(Row::latency(key, name, &h, tally.note(String::new())))
 }
 
-fn refusals(n: u64) -> String {
-    if n == 0 {
-        String::new()
-    } else {
-        format!("{n} answered 503")
+/// `GET /` that made no session: refusals (503, an answer) and failures (anything else).
+#[derive(Default)]
+struct Tally {
+    refused: u64,
+    failed: u64,
+    first_failure: Option<String>,
+}
+
+impl Tally {
+    fn add(&mut self, e: Created) {
+        match e {
+            Created::Refused => self.refused += 1,
+            Created::Failed(e) => {
+                self.failed += 1;
+                self.first_failure.get_or_insert(e);
+            }
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.refused += other.refused;
+        self.failed += other.failed;
+        if self.first_failure.is_none() {
+            self.first_failure = other.first_failure;
+        }
+    }
+
+    fn note(&self, mut note: String) -> String {
+        let mut add = |s: String| {
+            if !note.is_empty() {
+                note.push_str("; ");
+            }
+            note.push_str(&s);
+        };
+        if self.refused > 0 {
+            add(format!("{} answered 503", self.refused));
+        }
+        if let Some(e) = &self.first_failure {
+            add(format!("{} FAILED (first: {e})", self.failed));
+        }
+        note
     }
 }
 
@@ -66,42 +101,34 @@ pub async fn create_rate(
 ) -> Result<Row, String> {
     pb.set_length(sessions as u64);
     let started = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = JoinSet::new();
     for _ in 0..clients {
-        let (addr, started, refused, pb) = (
-            addr.to_string(),
-            started.clone(),
-            refused.clone(),
-            pb.clone(),
-        );
+        let (addr, started, pb) = (addr.to_string(), started.clone(), pb.clone());
         tasks.spawn(async move {
             let mut client = HttpClient::new(&addr);
             let mut h = Latencies::default();
+            let mut tally = Tally::default();
             while started.fetch_add(1, Ordering::Relaxed) < sessions as u64 {
                 match client.create().await {
                     Ok((_, took)) => h.record(took),
-                    Err(Created::Refused) => {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(Created::Failed(e)) => return Err(e),
+                    Err(e) => tally.add(e),
                 }
                 pb.inc(1);
             }
-            Ok(h)
+            (h, tally)
         });
     }
     let mut all = Latencies::default();
+    let mut tally = Tally::default();
     while let Some(done) = tasks.join_next().await {
-        all.merge(&done.map_err(|e| e.to_string())??);
+        let (h, t) = done.map_err(|e| e.to_string())?;
+        all.merge(&h);
+        tally.merge(t);
     }
     let elapsed = start.elapsed();
-    let note = match refused.load(Ordering::Relaxed) {
-        0 => format!("{clients} clients"),
-        n => format!("{clients} clients; {n} answered 503"),
-    };
     let created = all.len();
+    let note = tally.note(format!("{clients} clients"));
     Ok(Row::latency(key, name, &all, note).with_rate(created, elapsed))
 }
 

@@ -4,6 +4,8 @@
 //! Parsing happens when a variable is created (or its `path` property changes); every change
 //! detection pass reuses the parsed segments, so the per-pass cost is only the Lua lookups.
 
+use std::cell::OnceCell;
+
 use mlua::{Function, Table, Value as LuaValue};
 use protocol::browser::Properties;
 
@@ -26,6 +28,19 @@ pub enum Segment {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Path {
     segments: Vec<Segment>,
+    /// Each field segment's name as a Lua string, made on the first read: a pass then looks
+    /// fields up without interning their names again (a large share of a pass's time).
+    keys: LuaKeys,
+}
+
+/// The cached Lua keys of a path; not part of what a path *is*, so any two compare equal.
+#[derive(Debug, Clone, Default)]
+struct LuaKeys(OnceCell<Vec<LuaValue>>);
+
+impl PartialEq for LuaKeys {
+    fn eq(&self, _: &LuaKeys) -> bool {
+        true
+    }
 }
 
 impl Path {
@@ -44,7 +59,13 @@ impl Path {
             }
             segments.push(segment);
         }
-        Ok((Path { segments }, props))
+        Ok((
+            Path {
+                segments,
+                keys: LuaKeys::default(),
+            },
+            props,
+        ))
     }
 
     pub fn segments(&self) -> &[Segment] {
@@ -72,7 +93,42 @@ impl Path {
 
     /// Follows the whole path from `base` and returns what it names.
     pub fn read(&self, base: &LuaValue) -> Result<LuaValue, Failure> {
-        read_segments(base, &self.segments)
+        let Some(keys) = self.keys(base) else {
+            return read_segments(base, &self.segments);
+        };
+        let mut current: Option<LuaValue> = None;
+        for (segment, key) in self.segments.iter().zip(keys) {
+            let from = current.as_ref().unwrap_or(base);
+            let next = match (segment, from) {
+                (Segment::Field(_), LuaValue::Table(t)) => lookup(t, key)?,
+                (Segment::Index(i), LuaValue::Table(t)) => lookup(t, &LuaValue::Integer(*i))?,
+                _ => step(from, segment)?,
+            };
+            current = Some(next);
+        }
+        Ok(current.unwrap_or_else(|| base.clone()))
+    }
+
+    /// The field names as Lua strings (other segments hold nil), made once from the VM `base`
+    /// lives in; `None` when there is no table to learn the VM from yet.
+    fn keys(&self, base: &LuaValue) -> Option<&[LuaValue]> {
+        if let Some(keys) = self.keys.0.get() {
+            return Some(keys);
+        }
+        let LuaValue::Table(t) = base else {
+            return None;
+        };
+        let lua = t.weak_lua().try_upgrade()?;
+        let keys = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                Segment::Field(name) => lua.create_string(name).map(LuaValue::String),
+                _ => Ok(LuaValue::Nil),
+            })
+            .collect::<mlua::Result<Vec<_>>>()
+            .ok()?;
+        Some(self.keys.0.get_or_init(|| keys))
     }
 
     /// Writes `value` through the path from `base`: sets the field or element the path names,
@@ -197,6 +253,16 @@ fn step(current: &LuaValue, segment: &Segment) -> Result<LuaValue, Failure> {
     }
 }
 
+/// `t[key]` as Lua's indexing does it: the raw entry when present, else `__index` (only a
+/// table with a metatable can have one, so most lookups need no protected call).
+fn lookup(t: &Table, key: &LuaValue) -> Result<LuaValue, Failure> {
+    let raw: LuaValue = t.raw_get(key).map_err(|e| Failure::lua(&e))?;
+    if raw.is_nil() && t.has_metatable() {
+        return t.get(key).map_err(|e| Failure::lua(&e));
+    }
+    Ok(raw)
+}
+
 /// `obj:name()` or `obj:name(value)`: the first result, nil when there is none.
 fn call_method(obj: &Table, name: &str, value: Option<LuaValue>) -> Result<LuaValue, Failure> {
     let method: Function = match obj.get(name).map_err(|e| Failure::lua(&e))? {
@@ -303,10 +369,10 @@ mod tests {
             .eval()
             .unwrap();
         let (p, _) = Path::parse("value()").unwrap();
-        assert_eq!(p.read(obj.clone()).unwrap(), LuaValue::Integer(1));
+        assert_eq!(p.read(&obj).unwrap(), LuaValue::Integer(1));
         p.write(obj.clone(), Access::RW, LuaValue::Integer(5))
             .unwrap();
-        assert_eq!(p.read(obj).unwrap(), LuaValue::Integer(5));
+        assert_eq!(p.read(&obj).unwrap(), LuaValue::Integer(5));
     }
 
     #[test]
@@ -363,6 +429,16 @@ mod tests {
         set.write(app.clone(), Access::W, LuaValue::Integer(1))
             .unwrap();
         assert_eq!(p.read(&app).unwrap(), LuaValue::Integer(2));
+        // Fields found through __index (a class), read twice: the second read uses the
+        // cached keys and must give the same answers.
+        let (class_field, _) = Path::parse("items.0.double").unwrap();
+        for _ in 0..2 {
+            assert!(matches!(
+                class_field.read(&app).unwrap(),
+                LuaValue::Function(_)
+            ));
+            assert_eq!(p.read(&app).unwrap(), LuaValue::Integer(2));
+        }
         let (missing, _) = Path::parse("nothing.here").unwrap();
         let err = missing.read(&app).unwrap_err();
         assert_eq!(err.code, protocol::ErrorCode::PathFailure);
