@@ -557,7 +557,8 @@ async fn cargo_install_gives_an_executable_that_runs_from_an_empty_directory() {
             ..Launch::default()
         },
     );
-    assert!(broker.log().contains("builtin=true"), "{}", broker.log());
+    // stderr is read on its own thread: wait for the line rather than race it.
+    broker.wait_log("builtin=true");
     let id = broker.create_session().await;
     let page = broker.session_page(&id).await.text().await.unwrap();
     assert!(page.contains("<script"), "{page}");
