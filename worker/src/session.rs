@@ -36,7 +36,8 @@ impl LuaSession {
             TurnBudget::install(&lua, start.limits.turn_time_ms, start.limits.memory_bytes)?;
         let app_dir = PathBuf::from(&start.app_dir);
         let session: Table = lua.create_table()?;
-        session.raw_set("_sessionID", start.vended_id)?;
+        // A string, as ui-engine gives it (its vended ids are decimal strings).
+        session.raw_set("_sessionID", start.vended_id.to_string())?;
         session.raw_set("reloading", false)?;
         let ids = LogIds {
             session_id: start.session_id.clone(),
@@ -210,13 +211,16 @@ mod tests {
     fn load_main_returns_the_app_value() {
         let dir = app_dir(
             "ok",
-            "assert(session._sessionID == 7)
+            "assert(session._sessionID == '7')
              session:createAppVariable({'a', session._sessionID})",
         );
         let mut session = LuaSession::new(&start(&dir)).unwrap();
         assert_eq!(
             session.load_main(),
-            Ok(Value::Array(vec![Value::String("a".into()), Value::Int(7)]))
+            Ok(Value::Array(vec![
+                Value::String("a".into()),
+                Value::String("7".into())
+            ]))
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

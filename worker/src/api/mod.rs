@@ -34,6 +34,8 @@ pub struct Api {
 pub fn install(lua: &Lua, session: &Table, app_dir: &Path, ids: LogIds) -> mlua::Result<Api> {
     ui::install(lua, ids)?;
     let prototypes = Prototypes::install(lua, session)?;
+    let ui: Table = lua.globals().raw_get("ui")?;
+    prototypes.install_registration(lua, &ui)?;
     let modules = Modules::install(lua, session, app_dir)?;
     let timers = Timers::install(lua, session)?;
     Ok(Api {

@@ -42,6 +42,8 @@ struct State {
     /// The `new` every prototype gets unless it has its own.
     default_new: Option<Function>,
     protos: HashMap<String, Entry>,
+    /// `ui.registerWrapper` / `ui.registerPresenter`: classes by name that are not prototypes.
+    registered: HashMap<String, Table>,
     pending: Vec<Mutation>,
     /// Creation number of the next instance: mutations visit instances in creation order.
     next_instance: i64,
@@ -86,6 +88,7 @@ impl Prototypes {
             empty,
             default_new: None,
             protos: HashMap::new(),
+            registered: HashMap::new(),
             pending: Vec::new(),
             next_instance: 1,
         })));
@@ -108,6 +111,16 @@ impl Prototypes {
         )?;
         let me = this.clone();
         session.raw_set(
+            "removePrototype",
+            lua.create_function(
+                move |_, (_, name, children): (Value, String, Option<bool>)| {
+                    me.remove(&name, children.unwrap_or(false));
+                    Ok(())
+                },
+            )?,
+        )?;
+        let me = this.clone();
+        session.raw_set(
             "create",
             lua.create_function(
                 move |lua, (_, proto, inst): (Value, Table, Option<Table>)| {
@@ -118,9 +131,47 @@ impl Prototypes {
         Ok(this)
     }
 
-    /// The prototype declared as `name`, if any (how `create=` and `wrapper=` find classes).
+    /// The prototype declared as `name`, else the class registered under it with
+    /// `ui.registerWrapper` / `ui.registerPresenter` (how `create=`, `wrapper=` and
+    /// `itemWrapper=` find classes).
     pub fn get(&self, name: &str) -> Option<Table> {
-        self.0.borrow().protos.get(name).map(|e| e.proto.clone())
+        let state = self.0.borrow();
+        state
+            .protos
+            .get(name)
+            .map(|e| e.proto.clone())
+            .or_else(|| state.registered.get(name).cloned())
+    }
+
+    /// `session:removePrototype(name[, children])` (ui-engine): forgets the prototype `name`
+    /// and, with `children`, every `name.*`. Instances keep their metatables but get no more
+    /// mutations; an unknown name is not an error.
+    pub fn remove(&self, name: &str, children: bool) {
+        let prefix = format!("{name}.");
+        let mut state = self.0.borrow_mut();
+        state
+            .protos
+            .retain(|k, _| k != name && !(children && k.starts_with(&prefix)));
+        state
+            .pending
+            .retain(|m| m.name != name && !(children && m.name.starts_with(&prefix)));
+    }
+
+    /// Sets `ui.registerWrapper(name, class)` and `ui.registerPresenter(name, class)` on the
+    /// `ui` table: both make `class` findable by `name` (ui-engine keeps two registries; the
+    /// names share one here, since a class found by name is used the same way).
+    pub fn install_registration(&self, lua: &Lua, ui: &Table) -> mlua::Result<()> {
+        for method in ["registerWrapper", "registerPresenter"] {
+            let me = self.clone();
+            ui.raw_set(
+                method,
+                lua.create_function(move |_, (name, class): (String, Table)| {
+                    me.0.borrow_mut().registered.insert(name, class);
+                    Ok(())
+                })?,
+            )?;
+        }
+        Ok(())
     }
 
     /// The fields the latest declaration of `name` declared (`EMPTY` ones included), sorted.

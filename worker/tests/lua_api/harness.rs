@@ -33,7 +33,9 @@ impl App {
         let lua = sandbox::new_vm().unwrap();
         let budget = TurnBudget::install(&lua, turn_time_ms, 0).unwrap();
         let session = lua.create_table().unwrap();
-        session.raw_set("_sessionID", VENDED_ID).unwrap();
+        session
+            .raw_set("_sessionID", VENDED_ID.to_string())
+            .unwrap();
         session.raw_set("reloading", false).unwrap();
         let ids = LogIds {
             session_id: SESSION_ID.into(),

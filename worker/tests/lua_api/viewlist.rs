@@ -342,3 +342,43 @@ fn the_default_templates_are_built_in_and_an_apps_own_files_win() {
     assert!(list.1.contains("<ul"), "the app's file: {}", list.1);
     assert!(sent.iter().any(|(k, _)| k == "lua.ViewListItem.list-item"));
 }
+
+#[test]
+fn registered_presenters_and_removed_prototypes() {
+    let mut t = Session::new(&[(
+        "main.lua",
+        r#"
+        local Shout = {}
+        Shout.__index = Shout
+        function Shout:new(item) return setmetatable({text = item.baseItem:upper()}, self) end
+        ui.registerPresenter("Shout", Shout)
+        Gone = session:prototype("Gone", {})
+        session:prototype("Gone.Child", {})
+        session:removePrototype("Gone", true)
+        session:removePrototype("Never", false)
+        app = {words = {"hi"}}
+        assert(type(session._sessionID) == "string")
+        session:createAppVariable(app)
+        "#,
+    )]);
+    let msgs = t.send(
+        1,
+        vec![
+            bind(2, 1, "words?wrapper=lua.ViewList&itemWrapper=Shout", &[]),
+            bind(3, 2, "items.0.item.text", &[]),
+            root(4, None, &[("create", "Gone.Child")]),
+        ],
+    );
+    assert_eq!(last_value(&msgs, 3), Some(s("HI")));
+    assert!(
+        msgs.iter().any(|m| matches!(
+            m,
+            ServerMessage::Error {
+                var_id: Some(4),
+                code: protocol::ErrorCode::NotFound,
+                ..
+            }
+        )),
+        "a removed prototype is not found: {msgs:?}"
+    );
+}
