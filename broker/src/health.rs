@@ -56,6 +56,9 @@ pub fn not_ready(broker: &Broker) -> Option<String> {
             "at the creation cap: {creating} sessions being created (--max-pending-sessions {max_pending})"
         ));
     }
+    if let Some(why) = crate::fd_budget::budget().not_ready() {
+        return Some(why);
+    }
     if !broker.config.no_zygote && !broker.server.zygote_up() {
         return Some("the zygote is down (workers are started by exec; restart the server)".into());
     }

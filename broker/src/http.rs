@@ -42,6 +42,9 @@ pub fn router(broker: Arc<Broker>) -> Router {
 }
 
 async fn create_session(State(broker): State<Arc<Broker>>) -> Response {
+    if let Err(short) = crate::fd_budget::budget().admit_session() {
+        return crate::fd_budget::refusal(short);
+    }
     match broker.create_session().await {
         // Built by hand: axum's Redirect helpers answer 303/307/308 (ARCHITECTURE.md 8).
         Ok(session) => Response::builder()

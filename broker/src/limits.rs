@@ -29,3 +29,23 @@ pub fn raise_fd_limit() -> Option<(u64, u64)> {
     }
     Some((soft, hard))
 }
+
+/// Says at start-up what the limits allow, and warns when that is less than `--max-sessions`.
+pub fn report(budget: &crate::fd_budget::FdBudget, max_sessions: usize) {
+    let (by_fds, by_processes) = budget.sessions_allowed();
+    let allowed = by_fds.min(by_processes);
+    tracing::info!(
+        fd_limit = budget.limit(),
+        sessions_by_descriptors = by_fds,
+        sessions_by_processes = by_processes,
+        "the OS limits allow about {allowed} sessions with one tab each; beyond that GET / and \
+         new WebSockets answer 503"
+    );
+    if allowed < max_sessions as u64 {
+        tracing::warn!(
+            "--max-sessions is {max_sessions} but the limits allow about {allowed} sessions with \
+             a tab (raise LimitNOFILE / ulimit -n, or kernel.pid_max; see README \"Running \
+             10,000 sessions\")"
+        );
+    }
+}

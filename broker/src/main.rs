@@ -8,6 +8,8 @@ mod broker;
 mod child;
 mod config;
 mod config_file;
+mod fd_budget;
+mod guarded_listener;
 mod health;
 mod hotload;
 mod http;
@@ -147,6 +149,9 @@ async fn run(startup: Startup) -> std::io::Result<()> {
         }
     }
     broker.server.refill_spares();
+    let budget = fd_budget::budget();
+    budget.keep_counting();
+    limits::report(budget, broker.config.max_sessions);
     if broker.config.hotload {
         if app.is_builtin() {
             tracing::warn!(
@@ -161,6 +166,7 @@ async fn run(startup: Startup) -> std::io::Result<()> {
     let maintenance = tokio::spawn(maintain(broker.clone()));
     let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
     // `http`, not `server`: `broker.server` is the worker Server (the seed's name).
+    let listener = guarded_listener::GuardedListener::new(listener, budget.clone());
     let http = axum::serve(listener, http::router(broker.clone())).with_graceful_shutdown(async {
         let _ = accepting_stopped.await;
     });

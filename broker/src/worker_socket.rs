@@ -98,14 +98,16 @@ impl WorkerSocket {
 }
 
 async fn accept_loop(listener: Listener, expected: Expected) {
+    let mut errors = crate::guarded_listener::BurstLog::new("worker socket accept");
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                errors.ok();
                 tokio::spawn(admit(stream, expected.clone()));
             }
             Err(e) => {
-                // Usually EMFILE: back off rather than spin.
-                tracing::error!("worker socket accept failed: {e}");
+                // Usually EMFILE: back off rather than spin; logged once per burst.
+                errors.failed(&e);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

@@ -42,6 +42,9 @@ pub async fn upgrade(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    if let Err(short) = crate::fd_budget::budget().admit_tab() {
+        return crate::fd_budget::refusal(short);
+    }
     if let Err(why) = check_origin(&headers, &broker.config.allow_origin) {
         tracing::warn!(session = %id, "refused WebSocket: {why}");
         return (StatusCode::FORBIDDEN, format!("{why}\n")).into_response();

@@ -35,6 +35,8 @@ pub struct Launch<'a> {
     pub dir: Option<&'a std::path::Path>,
     /// Run this executable instead of the one cargo built (e.g. an installed copy).
     pub bin: Option<&'a std::path::Path>,
+    /// Start it with this RLIMIT_NOFILE (soft and hard), as `prlimit --nofile=N` would.
+    pub fd_limit: Option<u64>,
 }
 
 /// Writes a Lua app (file name → source) into a fresh directory.
@@ -73,6 +75,17 @@ impl Broker {
         cmd.envs(how.env.iter().copied());
         if let Some(dir) = how.dir {
             cmd.current_dir(dir);
+        }
+        if let Some(n) = how.fd_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe
+            // and the closure touches nothing else.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+                        .map_err(std::io::Error::from)
+                });
+            }
         }
         cmd.arg("--listen").arg("127.0.0.1:0");
         if let Some(dir) = &app {
