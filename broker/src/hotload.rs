@@ -7,27 +7,25 @@
 //! reload trigger the next one, forever. Metadata-only changes (`chmod`, atime) do not count
 //! either.
 //!
-//! Events come in bursts (an editor writes, renames, touches), so they are debounced: a batch
-//! closes once [`DEBOUNCE`] passes without a new event (or after [`MAX_BATCH`] at the latest)
-//! and goes out as one `Reload`. What a change means is the worker's business: it re-executes
-//! `.lua` files it has loaded and re-sends viewdefs.
+//! Events come in bursts (an editor writes, renames, touches), so they are debounced by
+//! notify-debouncer-full: an event goes out once [`DEBOUNCE`] has passed since it happened,
+//! together with whatever else is due, and each batch becomes one `Reload`. (The full debouncer,
+//! not the mini one, because the filter above needs each event's kind.) What a change means is
+//! the worker's business: it re-executes `.lua` files it has loaded and re-sends viewdefs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
-use notify::{RecursiveMode, Watcher};
+use notify::RecursiveMode;
+use notify_debouncer_full::{new_debouncer, DebounceEventResult};
 use protocol::ipc::BrokerToWorker;
-use tokio::time::Instant;
 
 use crate::broker::Broker;
 
-/// Quiet time that closes a batch of changes.
+/// How long after a change it is reported (with the changes that came meanwhile).
 const DEBOUNCE: Duration = Duration::from_millis(100);
-
-/// A batch goes out after this long even if changes keep coming.
-const MAX_BATCH: Duration = Duration::from_secs(1);
 
 /// A watched directory and the prefix its files get in a `Reload` (the worker names Lua files
 /// relative to the app directory and viewdefs `viewdefs/<file>`).
@@ -43,35 +41,34 @@ pub fn roots(app_dir: &Path, site: Option<&crate::site::Site>) -> Vec<Root> {
 
 /// Starts watching `roots` (those that exist); runs until the broker exits.
 pub fn watch(broker: Arc<Broker>, roots: Vec<Root>) -> notify::Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) if changes_content(&event.kind) => {
-                for path in event.paths {
-                    let _ = tx.send(path);
+    let (tx, mut batches) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+        match result {
+            Ok(events) => {
+                let paths: Vec<PathBuf> = events
+                    .into_iter()
+                    .filter(|e| changes_content(&e.kind))
+                    .flat_map(|e| e.event.paths)
+                    .collect();
+                if !paths.is_empty() {
+                    let _ = tx.send(paths);
                 }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("hotload watcher: {e}"),
-        })?;
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!("hotload watcher: {e}");
+                }
+            }
+        }
+    })?;
     for (dir, _) in &roots {
         if dir.is_dir() {
-            watcher.watch(dir, RecursiveMode::Recursive)?;
+            debouncer.watch(dir, RecursiveMode::Recursive)?;
         }
     }
     tokio::spawn(async move {
-        let _keep_watching = watcher;
-        while let Some(first) = rx.recv().await {
-            let mut paths = vec![first];
-            let closes = Instant::now() + MAX_BATCH;
-            loop {
-                let quiet = (Instant::now() + DEBOUNCE).min(closes);
-                match tokio::time::timeout_at(quiet, rx.recv()).await {
-                    Ok(Some(path)) => paths.push(path),
-                    Ok(None) => return,
-                    Err(_) => break,
-                }
-            }
+        let _keep_watching = debouncer;
+        while let Some(paths) = batches.recv().await {
             let mut files: Vec<String> = paths
                 .iter()
                 .filter_map(|p| {
