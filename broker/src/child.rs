@@ -106,7 +106,7 @@ impl Child {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use parking_lot::Mutex;
 
     use super::*;
 
@@ -115,7 +115,7 @@ mod tests {
 
     impl Parent for Recorder {
         fn signal(&self, pid: i32, sig: Signal) -> bool {
-            self.0.lock().unwrap().push((pid, sig));
+            self.0.lock().push((pid, sig));
             true
         }
     }
@@ -132,7 +132,7 @@ mod tests {
             "reaped: its pid may belong to someone else now"
         );
         assert_eq!(child.exited().await, Exit::Code(0));
-        assert_eq!(*parent.0.lock().unwrap(), vec![(41, Signal::SIGTERM)]);
+        assert_eq!(*parent.0.lock(), vec![(41, Signal::SIGTERM)]);
     }
 
     #[tokio::test]

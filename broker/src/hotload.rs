@@ -42,25 +42,28 @@ pub fn roots(app_dir: &Path, site: Option<&crate::site::Site>) -> Vec<Root> {
 /// Starts watching `roots` (those that exist); runs until the broker exits.
 pub fn watch(broker: Arc<Broker>, roots: Vec<Root>) -> notify::Result<()> {
     let (tx, mut batches) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
-    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
-        match result {
-            Ok(events) => {
-                let paths: Vec<PathBuf> = events
-                    .into_iter()
-                    .filter(|e| changes_content(&e.kind))
-                    .flat_map(|e| e.event.paths)
-                    .collect();
-                if !paths.is_empty() {
-                    let _ = tx.send(paths);
+    let mut debouncer =
+        new_debouncer(
+            DEBOUNCE,
+            None,
+            move |result: DebounceEventResult| match result {
+                Ok(events) => {
+                    let paths: Vec<PathBuf> = events
+                        .into_iter()
+                        .filter(|e| changes_content(&e.kind))
+                        .flat_map(|e| e.event.paths)
+                        .collect();
+                    if !paths.is_empty() {
+                        let _ = tx.send(paths);
+                    }
                 }
-            }
-            Err(errors) => {
-                for e in errors {
-                    tracing::warn!("hotload watcher: {e}");
+                Err(errors) => {
+                    for e in errors {
+                        tracing::warn!("hotload watcher: {e}");
+                    }
                 }
-            }
-        }
-    })?;
+            },
+        )?;
     for (dir, _) in &roots {
         if dir.is_dir() {
             debouncer.watch(dir, RecursiveMode::Recursive)?;

@@ -7,9 +7,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::{Mutex, MutexGuard};
 use protocol::browser::{encode_text, ErrorCode, ServerMessage};
 use protocol::ipc::{TabBatch, TabId};
 use tokio::sync::mpsc;
@@ -141,7 +142,7 @@ impl Session {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock()
     }
 
     pub fn state(&self) -> Lifecycle {

@@ -13,12 +13,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use interprocess::local_socket::tokio::{prelude::*, Listener, Stream};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use parking_lot::{Mutex, MutexGuard};
 use protocol::codec::FrameCodec;
 use protocol::ipc::{BrokerToWorker, Hello, WorkerToBroker};
 use protocol::launch::Token;
@@ -92,8 +93,8 @@ impl WorkerSocket {
         self.lock().remove(token);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Token, oneshot::Sender<Arrival>>> {
-        self.expected.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, HashMap<Token, oneshot::Sender<Arrival>>> {
+        self.expected.lock()
     }
 }
 
@@ -134,10 +135,7 @@ async fn admit(stream: Stream, expected: Expected) {
     if let Err(why) = check_hello(&hello, peer_pid) {
         return refuse(peer_pid, &why);
     }
-    let waiter = expected
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&hello.token);
+    let waiter = expected.lock().remove(&hello.token);
     match waiter {
         Some(tx) => {
             let _ = tx.send(Arrival {
