@@ -25,8 +25,11 @@ pub enum CodecError {
     Io(#[from] io::Error),
 }
 
+/// The limit makes bincode refuse a string or byte length longer than a frame can hold before
+/// it allocates for it (without it, a corrupt length is a capacity-overflow panic or an
+/// allocation failure that aborts the process; found by `tests/properties.rs`).
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard()
+    bincode::config::standard().with_limit::<MAX_IPC_FRAME>()
 }
 
 /// Encodes one message as a frame payload (without the length prefix).
@@ -305,6 +308,54 @@ mod tests {
         let mut buf = BytesMut::from(&0u32.to_le_bytes()[..]);
         assert!(matches!(
             WorkerSide::default().decode(&mut buf),
+            Err(CodecError::Undecodable(_))
+        ));
+    }
+
+    /// `levels` one-element arrays inside each other, as a payload of `Ready`, built from the
+    /// bytes bincode writes for one level (so a corrupt worker's frame needs no encoder).
+    fn nested_ready(levels: usize) -> Vec<u8> {
+        let null = encode_payload(&WorkerToBroker::Ready { app: Value::Null }).unwrap();
+        let one = encode_payload(&Value::Array(vec![Value::Null])).unwrap();
+        let (prefix, leaf) = null.split_at(null.len() - 1);
+        let level = &one[..one.len() - leaf.len()];
+        let mut bytes = prefix.to_vec();
+        for _ in 0..levels {
+            bytes.extend_from_slice(level);
+        }
+        bytes.extend_from_slice(leaf);
+        bytes
+    }
+
+    #[test]
+    fn nesting_from_a_worker_is_bounded_not_a_stack_overflow() {
+        use crate::limits::MAX_VALUE_DEPTH;
+        // The deepest value either side builds decodes...
+        let ok = decode_payload::<WorkerToBroker>(&nested_ready(MAX_VALUE_DEPTH)).unwrap();
+        assert!(matches!(ok, WorkerToBroker::Ready { .. }));
+        // ...and a frame of a million levels (2 MB) is refused with an error.
+        let deep = nested_ready(1_000_000);
+        assert!(deep.len() < MAX_IPC_FRAME);
+        match decode_payload::<WorkerToBroker>(&deep) {
+            Err(CodecError::Undecodable(e)) => assert!(e.contains("nested deeper"), "{e}"),
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+        // The depth count is per decode: the next frame decodes normally.
+        assert!(decode_payload::<WorkerToBroker>(&nested_ready(3)).is_ok());
+    }
+
+    #[test]
+    fn a_corrupt_string_length_is_refused_before_allocating() {
+        // `Failed { error }` whose string claims u64::MAX bytes.
+        let mut bytes = encode_payload(&WorkerToBroker::Failed {
+            error: String::new(),
+        })
+        .unwrap();
+        bytes.pop(); // the empty string's length
+        bytes.push(255); // bincode varint: u64 follows
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_payload::<WorkerToBroker>(&bytes),
             Err(CodecError::Undecodable(_))
         ));
     }

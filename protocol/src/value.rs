@@ -5,12 +5,15 @@
 //! object references (`{"obj": N}`), which the tracker produces for every non-array table. The
 //! broker converts browser JSON to it once, at its edge, and back when it writes to a tab.
 
-use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value as Json;
 
 use crate::limits::MAX_VALUE_DEPTH;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Deserialized by hand (see the `Deserialize` impl below) so that nesting is bounded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Value {
     Null,
     Bool(bool),
@@ -23,6 +26,71 @@ pub enum Value {
     Object(Vec<(String, Value)>),
     /// `{"obj": N}`: a reference to a Lua table registered in the session's object registry.
     ObjRef(i64),
+}
+
+/// Most nested values a decoded frame may hold: every value either side builds is at most
+/// [`MAX_VALUE_DEPTH`] deep, so anything deeper is corrupt. Without the bound, a frame of
+/// nested one-element arrays (two bytes a level) would overflow the decoding thread's stack.
+const DECODE_DEPTH: usize = MAX_VALUE_DEPTH + 1;
+
+thread_local! {
+    /// How many [`Value`]s the current thread is deserializing inside each other.
+    static DECODING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// One level of [`DECODING`], given back however the level ends.
+struct Level;
+
+impl Level {
+    fn enter() -> Option<Level> {
+        DECODING.with(|d| {
+            (d.get() < DECODE_DEPTH).then(|| {
+                d.set(d.get() + 1);
+                Level
+            })
+        })
+    }
+}
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        DECODING.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// The wire shape of [`Value`]: the same name, variants and order, so the derived encoding of
+/// `Value` and this decoding agree; only the recursion goes through the depth check.
+#[derive(Deserialize)]
+#[serde(rename = "Value")]
+enum ValueRepr {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Array(Vec<Value>),
+    Object(Vec<(String, Value)>),
+    ObjRef(i64),
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        let Some(_level) = Level::enter() else {
+            return Err(serde::de::Error::custom(format!(
+                "value nested deeper than {DECODE_DEPTH} levels"
+            )));
+        };
+        Ok(match ValueRepr::deserialize(deserializer)? {
+            ValueRepr::Null => Value::Null,
+            ValueRepr::Bool(b) => Value::Bool(b),
+            ValueRepr::Int(i) => Value::Int(i),
+            ValueRepr::Float(f) => Value::Float(f),
+            ValueRepr::String(s) => Value::String(s),
+            ValueRepr::Array(items) => Value::Array(items),
+            ValueRepr::Object(fields) => Value::Object(fields),
+            ValueRepr::ObjRef(id) => Value::ObjRef(id),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]

@@ -14,6 +14,8 @@ mod lua_api;
 mod objects;
 mod path;
 mod properties;
+#[cfg(test)]
+mod proptests;
 mod state;
 mod value_json;
 mod variable;
