@@ -81,7 +81,7 @@ async fn past_the_descriptor_headroom_requests_get_503_promptly() {
     );
     // Tabs closing give the room back.
     drop(tabs);
-    wait_until_async("room for a session again", || {
+    wait_until("room for a session again", || {
         std::fs::read_dir(format!("/proc/{}/fd", broker.pid))
             .map(|d| d.count() < 128)
             .unwrap_or(false)

@@ -48,7 +48,8 @@ async fn assert_crash_reported(broker: &Broker, signal: Signal, expect: &str) {
     assert_eq!(code, 1011);
     wait_until("the crashed worker to be reaped", || {
         proc_state(pid).is_none()
-    });
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -74,7 +75,8 @@ async fn a_killed_worker_is_reported_to_its_tabs_and_touches_no_other_session() 
     assert!(desc.contains("signal 9 (SIGKILL)"), "{desc}");
     wait_until("the killed worker to be reaped", || {
         proc_state(pid).is_none()
-    });
+    })
+    .await;
 
     // The other session's worker and tab are untouched.
     assert!(is_alive(other_pid));
@@ -96,7 +98,7 @@ async fn a_runaway_main_lua_is_stopped_by_the_time_limit() {
     let (status, body) = broker.get("/").await;
     assert_eq!(status, 500);
     assert!(body.contains("Lua time limit"), "{body}");
-    wait_until("the worker to be reaped", || broker.workers().is_empty());
+    wait_until("the worker to be reaped", || broker.workers().is_empty()).await;
 }
 
 #[tokio::test]
@@ -162,12 +164,14 @@ async fn a_crashed_session_restarts_on_reconnect_and_closes_after_too_many_crash
             // A page reload also revives it.
             wait_until("crash to be recorded", || {
                 broker.log().matches("session worker crashed").count() == crash
-            });
+            })
+            .await;
         }
     }
     wait_until("the session to be closed for good", || {
         broker.log().contains("crashed 3 times within a minute")
-    });
+    })
+    .await;
     let (status, body) = broker.get(&format!("/{id}")).await;
     assert_eq!(status, 404);
     assert!(body.contains("crashed 3 times within a minute"), "{body}");
@@ -247,12 +251,12 @@ async fn broker_sigkill_takes_a_worker_stuck_in_lua_with_it() {
     );
     let url = broker.url("/");
     let pending = tokio::spawn(async move { client().get(url).send().await });
-    wait_until_async("the stuck worker", || broker.workers().len() == 1).await;
+    wait_until("the stuck worker", || broker.workers().len() == 1).await;
     let pid = broker.workers()[0];
     broker.signal(Signal::SIGKILL);
     broker.wait_exit();
     let killed = std::time::Instant::now();
-    wait_until("the stuck worker to die", || !is_alive(pid));
+    wait_until("the stuck worker to die", || !is_alive(pid)).await;
     assert!(
         killed.elapsed() < Duration::from_secs(1),
         "{:?}",
@@ -304,7 +308,8 @@ async fn a_session_never_connected_is_culled_after_the_adoption_window() {
     broker.wait_log("no tab connected within 300ms");
     wait_until("the culled worker to be reaped", || {
         proc_state(pid).is_none()
-    });
+    })
+    .await;
     assert_eq!(broker.get(&format!("/{id}")).await.0, 404);
 }
 
@@ -319,7 +324,7 @@ async fn a_session_without_tabs_for_the_idle_timeout_is_destroyed() {
     let ws = connect(&broker, &id).await;
     drop(ws);
     broker.wait_log("no tab connected for 300ms");
-    wait_until("the idle worker to be reaped", || proc_state(pid).is_none());
+    wait_until("the idle worker to be reaped", || proc_state(pid).is_none()).await;
     let (status, body) = broker.get(&format!("/{id}")).await;
     assert_eq!(status, 404);
     assert!(body.contains("no tab connected for 300ms"), "{body}");
@@ -337,7 +342,7 @@ async fn a_worker_that_stops_answering_pings_is_killed_and_reported() {
     assert_eq!(code, 1011);
     let text = before[0]["data"]["description"].as_str().unwrap();
     assert!(text.contains("liveness ping"), "{text}");
-    wait_until("the hung worker to be reaped", || proc_state(pid).is_none());
+    wait_until("the hung worker to be reaped", || proc_state(pid).is_none()).await;
 }
 
 /// Makes a worker's own socket carry garbage: the test takes a duplicate of the worker's
@@ -496,7 +501,7 @@ async fn chaos_200_sessions_20_killed() {
         let mut ws = connect(&broker, &id).await;
         round_trip(&mut ws).await;
     }
-    wait_until_async("the warm-up session to end", || broker.workers().is_empty()).await;
+    wait_until("the warm-up session to end", || broker.workers().is_empty()).await;
     let (fd_base, rss_base) = (fds(broker.pid), rss_kib(broker.pid));
 
     let mut ids = Vec::new();
@@ -559,12 +564,12 @@ async fn chaos_200_sessions_20_killed() {
     );
 
     // Every session ends (idle timeout) and everything is reaped.
-    wait_until_async("all sessions to end", || broker.workers().is_empty()).await;
-    wait_until_async("no zombies", || {
+    wait_until("all sessions to end", || broker.workers().is_empty()).await;
+    wait_until("no zombies", || {
         descendants(broker.pid).iter().all(|p| !is_zombie(*p))
     })
     .await;
-    wait_until_async("broker fds back to baseline", || fds(broker.pid) <= fd_base).await;
+    wait_until("broker fds back to baseline", || fds(broker.pid) <= fd_base).await;
     let rss = rss_kib(broker.pid);
     assert!(
         rss < rss_base + 32 * 1024,

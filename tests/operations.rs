@@ -162,7 +162,7 @@ async fn readyz_turns_503_when_the_zygote_dies() {
             .into_iter()
             .find(|p| comm(*p).as_deref() == Some("lb-zygote"))
     };
-    wait_until("the zygote to run", || zygote().is_some());
+    wait_until("the zygote to run", || zygote().is_some()).await;
     let zygote = zygote().unwrap();
     kill(Pid::from_raw(zygote), Signal::SIGKILL).unwrap();
     let body = wait_for_body(&broker.url("/readyz"), "readyz 503", |s, _| s == 503).await;
@@ -496,7 +496,7 @@ async fn the_admin_api_lists_sessions_and_ends_one_whose_tab_is_told_why() {
     assert_eq!(ended.status().as_u16(), 200);
     let (code, reason, _) = recv_close(&mut ws).await;
     assert_eq!((code, reason.as_str()), (1011, "maintenance window"));
-    wait_until("the worker to be reaped", || !is_alive(pid));
+    wait_until("the worker to be reaped", || !is_alive(pid)).await;
 
     let listed = get_json(&format!("{admin}/sessions")).await;
     assert_eq!(listed.as_array().unwrap().len(), 1);

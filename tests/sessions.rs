@@ -125,7 +125,8 @@ async fn killing_one_worker_leaves_the_others_serving_and_it_is_reaped() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_pid), Signal::SIGKILL).unwrap();
     wait_until("the killed worker to be reaped", || {
         !is_alive(b_pid) && !is_zombie(b_pid) && proc_state(b_pid).is_none()
-    });
+    })
+    .await;
     broker.wait_log("session worker crashed");
     assert!(
         broker.log().contains("signal 9 (SIGKILL)"),
@@ -153,7 +154,8 @@ async fn workers_die_within_a_second_of_the_broker_being_killed() {
     let killed_at = std::time::Instant::now();
     wait_until("every worker to die with its broker", || {
         workers_of_socket(&socket).is_empty()
-    });
+    })
+    .await;
     assert!(
         killed_at.elapsed() < std::time::Duration::from_secs(1),
         "workers outlived the broker by {:?}",
@@ -174,7 +176,8 @@ async fn main_lua_syntax_error_is_a_500_with_file_and_line() {
     broker.wait_log("main.lua:1:");
     wait_until("the failed worker to be reaped", || {
         broker.workers().is_empty()
-    });
+    })
+    .await;
     assert!(
         descendants(broker.pid).iter().all(|p| !is_zombie(*p)),
         "no zombie left"
@@ -198,7 +201,8 @@ async fn main_lua_runtime_error_is_a_500_and_the_server_keeps_serving() {
     }
     wait_until("failed workers to be reaped", || {
         broker.workers().is_empty()
-    });
+    })
+    .await;
     assert!(descendants(broker.pid).iter().all(|p| !is_zombie(*p)));
     let metrics = client()
         .get(broker.url("/metrics"))
@@ -382,7 +386,8 @@ async fn a_dead_zygote_takes_its_workers_and_the_broker_carries_on_by_exec() {
     assert_eq!(crash["data"]["code"], "session-crashed");
     wait_until("the orphaned worker to be reaped", || {
         proc_state(worker).is_none()
-    });
+    })
+    .await;
     broker.wait_log("the zygote is gone");
 
     broker.create_session().await;

@@ -285,17 +285,9 @@ pub fn is_session_id(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Polls `cond` until it holds or the deadline passes (then panics naming `what`).
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5)); // polling an observable state
-    }
-}
-
-/// Async variant of [`wait_until`].
-pub async fn wait_until_async(what: &str, mut cond: impl FnMut() -> bool) {
+/// Polls `cond` until it holds or the deadline passes (then panics naming `what`). Async, so an
+/// async test never blocks its runtime thread while it waits (the one helper for every test).
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
         assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
