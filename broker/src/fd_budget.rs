@@ -12,7 +12,9 @@
 
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 /// Descriptors one new session costs the broker: its worker's socket and the tab to come.
@@ -192,15 +194,11 @@ impl FdBudget {
     /// Gives up the spare descriptor so one connection can be accepted at the limit; the
     /// caller hands it back with [`Self::restore_spare`].
     pub fn release_spare(&self) -> bool {
-        self.spare
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .is_some()
+        self.spare.lock().take().is_some()
     }
 
     pub fn restore_spare(&self) {
-        let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+        let mut spare = self.spare.lock();
         if spare.is_none() {
             *spare = File::open("/dev/null").ok();
         }

@@ -2,7 +2,9 @@
 //! that uses a setting SIGHUP may change (caps, Lua limits, timeouts, the crash budget, the tab
 //! queue bound) reads it through [`live`] when it needs it, so the change applies from then on.
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
 
 use crate::config::Config;
 
@@ -12,7 +14,7 @@ static LIVE: OnceLock<RwLock<Arc<Config>>> = OnceLock::new();
 /// `Broker::new` does), so code that reads it works in any process.
 pub fn live(started: &Arc<Config>) -> Arc<Config> {
     match LIVE.get() {
-        Some(live) => live.read().unwrap_or_else(|e| e.into_inner()).clone(),
+        Some(live) => live.read().clone(),
         None => started.clone(),
     }
 }
@@ -20,5 +22,5 @@ pub fn live(started: &Arc<Config>) -> Arc<Config> {
 /// Publishes a configuration (the one the broker starts with, then each reload).
 pub fn publish(config: Arc<Config>) {
     let cell = LIVE.get_or_init(|| RwLock::new(config.clone()));
-    *cell.write().unwrap_or_else(|e| e.into_inner()) = config;
+    *cell.write() = config;
 }

@@ -3,7 +3,9 @@
 //! fails when the server answered wrongly.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -174,17 +176,13 @@ pub async fn open_live(addr: &str, n: usize, clients: usize, pb: &ProgressBar) -
                         opened += 1;
                         let mut ws = tab.ws;
                         tabs.lock()
-                            .unwrap_or_else(|e| e.into_inner())
                             .spawn(async move { while let Some(Ok(_)) = ws.next().await {} });
                     }
                     Ok(None) => {
                         refused.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
+                        first_error.lock().get_or_insert(e);
                     }
                 }
                 pb.inc(1);
@@ -197,8 +195,8 @@ pub async fn open_live(addr: &str, n: usize, clients: usize, pb: &ProgressBar) -
         open += done.unwrap_or(0);
     }
     let elapsed = start.elapsed();
-    let tabs = std::mem::take(&mut *tabs.lock().unwrap_or_else(|e| e.into_inner()));
-    let first_error = first_error.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let tabs = std::mem::take(&mut *tabs.lock());
+    let first_error = first_error.lock().take();
     LiveSessions {
         tabs,
         open,

@@ -5,7 +5,9 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -64,7 +66,7 @@ impl Server {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());
+                let mut log = sink.lock();
                 if log.len() == LOG_TAIL {
                     log.pop_front();
                 }
@@ -100,7 +102,7 @@ impl Server {
     }
 
     pub fn log_tail(&self) -> String {
-        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let log = self.log.lock();
         log.iter().cloned().collect::<Vec<_>>().join("\n")
     }
 
