@@ -42,6 +42,12 @@ impl AppDir {
             .prefix("luabroker-app-")
             .tempdir()?;
         DEFAULT_APP.extract(unpacked.path())?;
+        // Workers run as another user when the broker is root: the built-in app is public,
+        // so its directory is readable to every user (files are written 0644).
+        std::fs::set_permissions(
+            unpacked.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
         Ok(AppDir {
             path: unpacked.path().to_path_buf(),
             _unpacked: Some(unpacked),

@@ -98,16 +98,18 @@ impl Broker {
             worker: handle,
             exit,
             killed_because,
+            sandbox_violation,
             ..
         } = ended;
-        let how = match &killed_because {
-            Some(why) => format!("{why}; {exit}"),
-            None => exit.to_string(),
+        let how = match (&sandbox_violation, &killed_because) {
+            (Some(why), _) | (None, Some(why)) => format!("{why}; {exit}"),
+            (None, None) => exit.to_string(),
         };
         let lifetime_ms = handle.started.elapsed().as_millis() as u64;
         let crashes = session.worker_ended(&handle, &how);
         let exit_cause = match (crashes, exit, &killed_because) {
             (0, _, _) => "stopped",
+            _ if sandbox_violation.is_some() => "sandbox_violation",
             (_, _, Some(_)) => "killed",
             (_, Exit::Code(_), None) => "crash",
             (_, Exit::Signal(Signal::SIGXCPU | Signal::SIGXFSZ), None) => "limit",

@@ -128,6 +128,28 @@ pub struct Config {
     /// Print the effective configuration as TOML, each value's source beside it, and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// Worker confinement (seccomp allowlist, namespaces, Landlock, no privileges): `auto`
+    /// applies every layer the kernel allows and logs the missing ones; `strict` refuses to
+    /// start when one is missing; `off` applies only NO_NEW_PRIVS and the capability drop.
+    #[arg(long, env = "LUABROKER_SANDBOX", value_enum, default_value_t = SandboxMode::Auto)]
+    pub sandbox: SandboxMode,
+
+    /// The user workers run as when the broker runs as root (default: nobody).
+    #[arg(long, env = "LUABROKER_WORKER_USER", value_name = "NAME")]
+    pub worker_user: Option<String>,
+
+    /// Let workers run as root (no --worker-user, or a root one); refused otherwise.
+    #[arg(long, env = "LUABROKER_ALLOW_ROOT_WORKERS")]
+    pub allow_root_workers: bool,
+}
+
+/// `--sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxMode {
+    Auto,
+    Strict,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

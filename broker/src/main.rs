@@ -21,6 +21,7 @@ mod page;
 mod proc_stats;
 mod reaper;
 mod reload;
+mod sandbox;
 mod scrape;
 mod server;
 mod session;
@@ -88,6 +89,11 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|f| worker::logging::install(f, json));
     limits::raise_fd_limit();
+    // Forks a probe child: before the runtime starts any thread.
+    if let Err(e) = sandbox::decide(&loaded.config) {
+        eprintln!("luabroker: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -70,6 +70,11 @@ pub struct Metrics {
     /// Limits hit, by limit: `lua` (a Lua time/memory limit reported to a tab),
     /// `tab_queue` (a tab dropped for not reading), `browser_frame` (a frame refused as too big).
     pub limit_hits: CounterBy,
+    /// Workers ended by their seccomp filter (`sandbox-violation`; the call is in the log).
+    pub sandbox_violations: Counter,
+    /// Worker confinement layers, 1 in force or 0 not, by layer: `seccomp`, `namespaces`,
+    /// `landlock`, `worker_user` (set once at start-up, see `sandbox`).
+    pub sandbox_layers: Family<Labels, Gauge>,
 
     // --- Set from the broker's state at each scrape (see `scrape::sample`) ---
     pub sessions: Gauge,
@@ -97,6 +102,8 @@ impl Metrics {
             bytes: CounterBy::default(),
             lua_errors: Counter::default(),
             limit_hits: CounterBy::default(),
+            sandbox_violations: Counter::default(),
+            sandbox_layers: Family::default(),
             sessions: Gauge::default(),
             tabs: Gauge::default(),
             workers: Gauge::default(),
@@ -164,6 +171,16 @@ impl Metrics {
             "luabroker_limit_hits",
             "Limits hit, by limit",
             m.limit_hits.clone(),
+        );
+        r.register(
+            "luabroker_sandbox_violations",
+            "Workers ended by a forbidden system call",
+            m.sandbox_violations.clone(),
+        );
+        r.register(
+            "luabroker_sandbox_layer",
+            "Worker confinement layers in force (1) or not (0)",
+            m.sandbox_layers.clone(),
         );
         r.register("luabroker_sessions", "Live sessions", m.sessions.clone());
         r.register("luabroker_tabs", "Connected tabs", m.tabs.clone());

@@ -330,6 +330,7 @@ impl Server {
                 memory_bytes: config.lua_memory_limit,
                 turn_time_ms: config.lua_time_limit.as_millis() as u64,
             },
+            sandbox: crate::sandbox::policy(),
         };
         if link.send(BrokerToWorker::Start(start)).await.is_err() {
             return Err(StartError::DiedInMain("socket closed".into()));

@@ -36,6 +36,8 @@ pub struct WorkerHandle {
     queue: mpsc::Sender<BrokerToWorker>,
     /// Why the broker killed it, when it did; reported instead of the bare signal.
     kill_reason: Mutex<Option<String>>,
+    /// The system call its seccomp filter stopped, as the worker reported before dying.
+    violation: Mutex<Option<u32>>,
     debug_requests: Mutex<HashMap<u64, oneshot::Sender<Vec<DebugVariable>>>>,
     next_request: AtomicU64,
     /// Sequence number of the last ping answered.
@@ -51,6 +53,8 @@ pub struct WorkerEnded {
     pub exit: Exit,
     /// Set when the broker killed the worker on purpose (ping timeout, bad frame, shutdown).
     pub killed_because: Option<String>,
+    /// Set when its sandbox ended it: `sandbox-violation: <call>` (see `sandbox::violation`).
+    pub sandbox_violation: Option<String>,
 }
 
 impl WorkerHandle {
@@ -69,6 +73,7 @@ impl WorkerHandle {
             child,
             queue,
             kill_reason: Mutex::new(None),
+            violation: Mutex::new(None),
             debug_requests: Mutex::default(),
             next_request: AtomicU64::new(1),
             last_pong: watch::Sender::new(0),
@@ -84,7 +89,7 @@ impl WorkerHandle {
         });
 
         let reader = handle.clone();
-        tokio::spawn(async move {
+        let reading = tokio::spawn(async move {
             while let Some(frame) = stream.next().await {
                 match frame {
                     Ok(msg) => reader.route(msg, &*batches),
@@ -101,6 +106,11 @@ impl WorkerHandle {
         let supervisor = handle.clone();
         tokio::spawn(async move {
             let exit = supervisor.child.exited().await;
+            if exit == Exit::Signal(Signal::SIGSYS) {
+                // Its last frame names the forbidden call: read it before reporting the end.
+                let _ = tokio::time::timeout(Duration::from_secs(1), reading).await;
+            }
+            let sandbox_violation = crate::sandbox::violation(*supervisor.violation.lock(), &exit);
             let killed_because = supervisor.kill_reason.lock().take();
             // Nobody listening means the broker is exiting; there is no one left to tell.
             let _ = events.send(WorkerEnded {
@@ -108,6 +118,7 @@ impl WorkerHandle {
                 worker: supervisor,
                 exit,
                 killed_because,
+                sandbox_violation,
             });
         });
         handle
@@ -193,6 +204,9 @@ impl WorkerHandle {
                     let _ = tx.send(variables);
                 }
             }
+            WorkerToBroker::SandboxViolation { syscall } => {
+                *self.violation.lock() = Some(syscall);
+            }
             other => {
                 self.kill(format!(
                     "worker sent an unexpected message: {}",
@@ -211,5 +225,6 @@ fn variant(msg: &WorkerToBroker) -> &'static str {
         WorkerToBroker::Send(_) => "Send",
         WorkerToBroker::Pong { .. } => "Pong",
         WorkerToBroker::DebugVariables { .. } => "DebugVariables",
+        WorkerToBroker::SandboxViolation { .. } => "SandboxViolation",
     }
 }

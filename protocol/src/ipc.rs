@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::browser::{ClientMessage, Properties, ServerMessage, VarId};
 use crate::limits::TOKEN_LEN;
+use crate::sandbox::SandboxPolicy;
 use crate::value::Value;
 
 /// The broker's number for one connected tab of a session; unique within the session.
@@ -51,6 +52,8 @@ pub struct StartSession {
     /// empty: the app directory. (`--dir DIR`: the whole site, `DIR`.)
     pub confine_dir: String,
     pub limits: LuaLimits,
+    /// The confinement to apply once the VM is built, before `main.lua` runs.
+    pub sandbox: SandboxPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +115,12 @@ pub enum WorkerToBroker {
     DebugVariables {
         request: u64,
         variables: Vec<DebugVariable>,
+    },
+    /// The worker made a system call its seccomp filter forbids (its number on this
+    /// architecture; [`crate::sandbox::syscall_name`] names it) and is dying of SIGSYS.
+    /// Sent from a signal handler, so it is the last thing the worker says.
+    SandboxViolation {
+        syscall: u32,
     },
 }
 

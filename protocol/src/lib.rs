@@ -8,13 +8,15 @@
 //! - [`launch`]: how a worker or the zygote is started (argv marker, environment, token);
 //! - [`value`]: the JSON-like value both carry (bincode cannot carry `serde_json::Value`);
 //! - [`codec`]: how an [`ipc`] or [`zygote`] message becomes a length-prefixed frame;
-//! - [`limits`]: every size bound, in one place.
+//! - [`limits`]: every size bound, in one place;
+//! - [`sandbox`]: the confinement the broker asks of each worker, and violation names.
 
 pub mod browser;
 pub mod codec;
 pub mod ipc;
 pub mod launch;
 pub mod limits;
+pub mod sandbox;
 pub mod value;
 pub mod zygote;
 
@@ -23,4 +25,4 @@ pub use value::Value;
 
 /// Bumped whenever a type in [`ipc`], [`zygote`] or [`browser`] changes shape; checked in the worker's
 /// [`ipc::Hello`] so a worker from another build is refused with a clear error.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;

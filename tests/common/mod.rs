@@ -42,6 +42,13 @@ pub struct Launch<'a> {
 /// Writes a Lua app (file name → source) into a fresh directory.
 pub fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
+    // Readable to the worker user (nobody, when the tests run as root), as an installed app's
+    // files are; a temporary directory starts 0700.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     for (name, source) in files {
         let path = dir.path().join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

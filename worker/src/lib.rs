@@ -6,11 +6,13 @@
 //! `session` global and runs `main.lua`, with the rest of the app API from [`api`] (prototypes,
 //! `ui`, `require`, timers) and [`viewdefs`] (the app's HTML templates, sent to each tab once
 //! per type); [`process`] is the worker process's loop that talks to
-//! the broker over one socket; [`logging`] is the log set-up every mode of the executable uses. Single-threaded throughout: one thread owns the VM.
+//! the broker over one socket; [`confine`] is the OS-level sandbox it puts itself in before
+//! any app code runs; [`logging`] is the log set-up every mode of the executable uses. Single-threaded throughout: one thread owns the VM.
 
 pub mod api;
 pub mod backend;
 pub mod budget;
+pub mod confine;
 pub mod logging;
 pub mod os_limits;
 pub mod process;

@@ -156,6 +156,13 @@ async fn serve(socket: String, token: Token) -> u8 {
             return exit::MAIN_FAILED;
         }
     };
+    // The VM is built: confine the process before any app code runs.
+    if let Err(e) = crate::confine::apply(&start.sandbox, std::path::Path::new(&start.app_dir)) {
+        let error = format!("cannot confine the worker: {e}");
+        tracing::error!("{error}");
+        let _ = link.send(WorkerToBroker::Failed { error }).await;
+        return exit::SETUP;
+    }
     match session.load_main() {
         Ok(app) => {
             if link.send(WorkerToBroker::Ready { app }).await.is_err() {

@@ -60,6 +60,8 @@ impl LuaSession {
             .with_app(&app_dir, api.prototypes().clone())
             .with_viewdefs(&viewdefs_dir, &confine);
         lua.globals().raw_set("session", session)?;
+        #[cfg(feature = "test-hooks")]
+        crate::confine::test_hooks::install(&lua)?;
         Ok(LuaSession {
             lua,
             backend,
@@ -204,6 +206,7 @@ mod tests {
                 memory_bytes: 64 * 1024 * 1024,
                 turn_time_ms,
             },
+            sandbox: Default::default(),
         }
     }
 

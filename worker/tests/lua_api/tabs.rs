@@ -48,6 +48,7 @@ impl Session {
                 memory_bytes: 64 * 1024 * 1024,
                 turn_time_ms: 2000,
             },
+            sandbox: Default::default(),
         };
         let mut session = LuaSession::new(&start).unwrap();
         session.load_main().unwrap();

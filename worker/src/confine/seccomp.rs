@@ -1,0 +1,134 @@
+//! The seccomp-BPF allowlist: the system calls a serving worker makes, and nothing else. Any
+//! other call is trapped ([`super::sigsys`] reports it and the worker dies of SIGSYS).
+//!
+//! What is allowed, and why:
+//! - reading and writing already-open descriptors (the broker socket, stderr for logs, the
+//!   runtime's eventfd) and waiting on them (epoll, poll);
+//! - opening files **read-only** (require, viewdefs, hot reload read the app directory at run
+//!   time; Landlock and the read-only mount confine where), plus stat, seek, list, close;
+//! - memory management, but never a mapping that is executable;
+//! - clocks, sleeping, futexes, random bytes, resource usage and limits (the CPU backstop);
+//! - the signal calls the handlers need, signalling only this process, and exit.
+//!
+//! Not allowed, among everything else: creating sockets or connecting, fork/clone/exec,
+//! ptrace, mount, changing credentials, opening for writing, creating or removing files.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
+};
+
+/// Calls allowed whatever their arguments.
+const ALLOWED: &[libc::c_long] = &[
+    // descriptors already open
+    libc::SYS_read,
+    libc::SYS_readv,
+    libc::SYS_pread64,
+    libc::SYS_write,
+    libc::SYS_writev,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_close,
+    libc::SYS_fcntl,
+    libc::SYS_lseek,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+    libc::SYS_epoll_ctl,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    // reading the app directory (opening is below, read-only)
+    libc::SYS_fstat,
+    libc::SYS_newfstatat,
+    libc::SYS_statx,
+    libc::SYS_getdents64,
+    libc::SYS_readlink,
+    libc::SYS_readlinkat,
+    libc::SYS_getcwd,
+    // memory (mmap and mprotect are below: never executable)
+    libc::SYS_brk,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_madvise,
+    // time, waiting, randomness, limits
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_getres,
+    libc::SYS_gettimeofday,
+    libc::SYS_time,
+    libc::SYS_nanosleep,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_futex,
+    libc::SYS_sched_yield,
+    libc::SYS_getrandom,
+    libc::SYS_getrusage,
+    libc::SYS_getrlimit,
+    libc::SYS_setrlimit,
+    // signals and exit
+    libc::SYS_rt_sigreturn,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigaction,
+    libc::SYS_sigaltstack,
+    libc::SYS_getpid,
+    libc::SYS_gettid,
+    libc::SYS_restart_syscall,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+];
+
+fn when(arg: u8, op: SeccompCmpOp, value: u64) -> SeccompCondition {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
+        .expect("argument index is below 6")
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> Vec<SeccompRule> {
+    vec![SeccompRule::new(conditions).expect("a rule has conditions")]
+}
+
+/// The allowlist compiled for this architecture.
+pub fn program() -> Result<BpfProgram, seccompiler::Error> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
+    // Opening read-only: no access mode but O_RDONLY, no creating, truncating or appending.
+    // (O_TMPFILE needs a writable access mode, so the mode check refuses it; its bits include
+    // O_DIRECTORY, so it must not be in the mask.)
+    let writing = (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u64;
+    rules.insert(
+        libc::SYS_openat,
+        rule(vec![when(2, SeccompCmpOp::MaskedEq(writing), 0)]),
+    );
+    let exec = libc::PROT_EXEC as u64;
+    rules.insert(
+        libc::SYS_mmap,
+        rule(vec![when(2, SeccompCmpOp::MaskedEq(exec), 0)]),
+    );
+    rules.insert(
+        libc::SYS_mprotect,
+        rule(vec![when(2, SeccompCmpOp::MaskedEq(exec), 0)]),
+    );
+    // Limits of this process only (pid 0), as the CPU backstop sets them.
+    rules.insert(
+        libc::SYS_prlimit64,
+        rule(vec![when(0, SeccompCmpOp::Eq, 0)]),
+    );
+    // Signals to this process only (raising SIGSYS after a report; `abort`).
+    let pid = std::process::id() as u64;
+    rules.insert(libc::SYS_tgkill, rule(vec![when(0, SeccompCmpOp::Eq, pid)]));
+    rules.insert(libc::SYS_kill, rule(vec![when(0, SeccompCmpOp::Eq, pid)]));
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Trap,
+        SeccompAction::Allow,
+        std::env::consts::ARCH.try_into()?,
+    )?;
+    Ok(filter.try_into()?)
+}
+
+/// Compiles and installs the allowlist on every thread of this process (sets
+/// `PR_SET_NO_NEW_PRIVS` too, which the kernel requires of an unprivileged filter).
+pub fn install() -> Result<(), seccompiler::Error> {
+    seccompiler::apply_filter_all_threads(&program()?)
+}
