@@ -566,6 +566,22 @@ async fn cargo_install_gives_an_executable_that_runs_from_an_empty_directory() {
     send(&mut ws, json!({"type": "get", "data": {"varIds": [1]}})).await;
     let reply = recv_until(&mut ws, |m| m["type"] == "get").await;
     assert_eq!(reply["data"]["variables"][0]["id"], 1, "{reply}");
+
+    // The installed executable has none of the sandbox tests' hooks (forbidden calls from Lua):
+    // only the build `cargo test` makes for tests/sandbox.rs does.
+    let app = app(&[(
+        "main.lua",
+        "assert(__luabroker_test == nil, 'test hooks in an installed build')
+         session:createAppVariable({})",
+    )]);
+    let broker = Broker::start_with(
+        &["--lua-dir", app.path().to_str().unwrap()],
+        Launch {
+            bin: Some(&installed),
+            ..Launch::default()
+        },
+    );
+    broker.create_session().await;
 }
 
 /// The flags of a deploy file's command line, checked by the executable itself.

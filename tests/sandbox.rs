@@ -1,8 +1,11 @@
 //! Workers that cannot hurt the host (issue 9): what `/proc` says about a serving worker, a
 //! forbidden system call ending only its own session as `sandbox-violation` naming the call,
-//! no network from inside a worker, and the start-up refusals. The forbidden calls are made by
+//! no network from inside a worker, a filesystem fence around the site (symlinks inside it
+//! followed, nothing outside it readable), `--sandbox strict|off`, and the start-up refusals
+//! (root workers, an app the worker user cannot read). The forbidden calls are made by
 //! `__luabroker_test`, which exists only in the executable cargo builds for these tests (the
-//! worker's `test-hooks` feature); a `cargo build` has no such function.
+//! worker's `test-hooks` feature); a `cargo build` or `cargo install` has no such function
+//! (`tests/operations.rs` checks the installed one).
 
 mod common;
 
@@ -11,11 +14,12 @@ use serde_json::{json, Value as Json};
 
 /// An app whose actions make the calls a test names.
 const APP: &str = r#"
+assert(__luabroker_test, 'this executable has no test hooks: build it with cargo test')
 local App = {}
 App.__index = App
 function App:forbidden() __luabroker_test.syscall(self.call) end
-function App:connect() self.result = __luabroker_test.connect(self.port) end
-app = setmetatable({call = 'ptrace', port = 0, result = '', count = 0}, App)
+function App:connect() self.result = __luabroker_test.connect(self.address) end
+app = setmetatable({call = 'ptrace', address = '', result = '', count = 0}, App)
 session:createAppVariable(app)
 "#;
 
@@ -107,13 +111,23 @@ async fn a_serving_worker_has_no_privileges_and_a_seccomp_filter() {
             let its = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
             assert_ne!(mine, its, "the worker has a {ns} namespace of its own");
         }
+        // Its network namespace has a loopback device and nothing else.
+        let devices = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap();
+        let names: Vec<&str> = devices
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(str::trim)
+            .collect();
+        assert_eq!(names, ["lo"], "{devices}");
     }
     let (_, metrics) = broker.get("/metrics").await;
-    assert!(
-        metrics.contains("luabroker_sandbox_layer{layer=\"seccomp\"} 1"),
-        "{metrics}"
-    );
-    assert!(broker.log().contains("worker sandbox:"), "{}", broker.log());
+    for layer in ["seccomp", "landlock", "namespaces", "worker_user"] {
+        let line = format!("luabroker_sandbox_layer{{layer=\"{layer}\"}} 1");
+        assert!(metrics.contains(&line), "{line}: {metrics}");
+    }
+    broker.wait_log("worker sandbox: every layer in force");
+    broker.wait_log("active=seccomp,namespaces,landlock,worker_user");
 }
 
 #[tokio::test]
@@ -146,15 +160,19 @@ async fn a_forbidden_call_ends_only_its_session_as_a_sandbox_violation_naming_th
 }
 
 #[tokio::test]
-async fn a_worker_cannot_connect_to_the_brokers_port() {
+async fn a_worker_cannot_connect_to_the_brokers_port_or_any_address() {
     let broker = Broker::with_app(&[("main.lua", APP)], &[]);
-    let port: u16 = broker.url("").rsplit(':').next().unwrap().parse().unwrap();
-    let id = broker.create_session().await;
-    let mut ws = tab(&broker, &id).await;
-    call(&mut ws, "port", json!(port), "connect").await;
-    // Making the socket is already forbidden.
-    let cause = crash_cause(&mut ws).await;
-    assert!(cause.contains("sandbox-violation: socket"), "{cause}");
+    for address in [broker.addr.clone(), "192.0.2.1:80".to_string()] {
+        let id = broker.create_session().await;
+        let mut ws = tab(&broker, &id).await;
+        call(&mut ws, "address", json!(address), "connect").await;
+        // Making the socket is already forbidden (and its network namespace has no route).
+        let cause = crash_cause(&mut ws).await;
+        assert!(
+            cause.contains("sandbox-violation: socket"),
+            "{address}: {cause}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -184,4 +202,253 @@ async fn root_workers_are_refused_unless_allowed() {
         "root, but no capabilities"
     );
     assert_eq!(status(pid, "Seccomp"), "2");
+}
+
+// --- The filesystem fence ---
+
+fn user_frame(messages: Vec<Json>) -> Json {
+    json!({"userEvent": true, "messages": messages})
+}
+
+fn path(id: i64, path: &str) -> Json {
+    msg(
+        "create",
+        json!({"id": id, "parentId": 1, "properties": {"path": path}}),
+    )
+}
+
+/// Sends `frame`, then a `get` of nothing as a marker; returns every message up to its answer.
+async fn exchange(ws: &mut Ws, frame: Json) -> Vec<Json> {
+    send(ws, frame).await;
+    send(ws, msg("get", json!({"varIds": []}))).await;
+    let mut got = Vec::new();
+    loop {
+        for m in recv(ws).await {
+            if m["type"] == "get" && m["data"]["variables"] == json!([]) {
+                return got;
+            }
+            got.push(m);
+        }
+    }
+}
+
+/// The value last sent for `id`, as text.
+fn last(msgs: &[Json], id: i64) -> String {
+    msgs.iter()
+        .rev()
+        .filter(|m| m["type"] == "update" && m["data"]["varId"] == id)
+        .find_map(|m| m["data"]["value"].as_str())
+        .unwrap_or_else(|| panic!("no value for {id}: {msgs:?}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_site_is_readable_through_its_symlinks_and_nothing_outside_it_is() {
+    // top/site is a ui-engine site whose lua/ and viewdefs/ reach other parts of the site
+    // through symlinks; top/secret.txt is outside it, readable to every user by its mode.
+    let top = app(&[
+        ("secret.txt", "TOP SECRET"),
+        (
+            "site/common/shared.lua",
+            "return {greeting = 'hello from common/'}",
+        ),
+        (
+            "site/templates/home.html",
+            "<template><p>from templates/</p></template>",
+        ),
+        ("site/html/index.html", "<p>site frontend</p>"),
+    ]);
+    let site = top.path().join("site");
+    let link = |target: &str, at: &str| {
+        std::fs::create_dir_all(site.join(at).parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, site.join(at)).unwrap();
+    };
+    link("../common/shared.lua", "lua/shared.lua");
+    link("../templates/home.html", "viewdefs/Home.DEFAULT.html");
+    link("../../secret.txt", "lua/secret.txt");
+    let main = format!(
+        r#"
+        assert(__luabroker_test, 'this executable has no test hooks: build it with cargo test')
+        local read = __luabroker_test.read
+        session:createAppVariable({{type = 'Home', greeting = require('shared').greeting,
+            html = read('{site}/html/index.html'),
+            etc = read('/etc/passwd'),
+            linked = read('{site}/lua/secret.txt')}})
+        "#,
+        site = site.display()
+    );
+    std::fs::write(site.join("lua/main.lua"), main).unwrap();
+    let broker = Broker::start(&["--dir", site.to_str().unwrap()]);
+    let id = broker.create_session().await;
+    let mut ws = connect(&broker, &id).await;
+    let msgs = exchange(
+        &mut ws,
+        user_frame(vec![
+            msg("watch", json!({"varId": 1})),
+            path(2, "greeting"),
+            path(3, "html"),
+            path(4, "etc"),
+            path(5, "linked"),
+        ]),
+    )
+    .await;
+    // Inside the site: a module and a template reached through symlinks, a frontend file.
+    assert_eq!(last(&msgs, 2), "hello from common/");
+    assert_eq!(last(&msgs, 3), "<p>site frontend</p>");
+    let viewdefs = msgs
+        .iter()
+        .filter_map(|m| m["data"]["properties"]["viewdefs"].as_str())
+        .collect::<String>();
+    assert!(viewdefs.contains("from templates/"), "{msgs:?}");
+    // Outside it, nothing: not a system file, not a file a symlink in the site leads to.
+    for id in [4, 5] {
+        let got = last(&msgs, id);
+        assert!(got.contains("Permission denied"), "{id}: {got}");
+    }
+}
+
+// --- Start-up: modes, users, readability ---
+
+/// Starts the executable expecting it to refuse to start, as `user` (uid, gid) if given;
+/// returns its stderr. Fails, never hangs, if it is still running after the deadline.
+fn refuses_to_start(args: &[&str], user: Option<(u32, u32)>) -> String {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("luabroker {args:?} was still running after {DEADLINE:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5)); // polling an exit, not synchronising
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "luabroker {args:?} started: {err}");
+    err
+}
+
+/// A broker that is not root: `nobody` when the tests run as root, else the tests' own user.
+fn not_root() -> Option<(u32, u32)> {
+    running_as_root().then(|| {
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+        (nobody.uid.as_raw(), nobody.gid.as_raw())
+    })
+}
+
+#[tokio::test]
+async fn strict_refuses_to_start_when_a_layer_is_missing_and_auto_serves_without_it() {
+    // Namespaces need CAP_SYS_ADMIN, which a broker that is not root lacks.
+    let dir = app(&[("main.lua", APP)]);
+    let lua_dir = dir.path().to_str().unwrap();
+    let err = refuses_to_start(&["--sandbox", "strict", "--lua-dir", lua_dir], not_root());
+    assert!(
+        err.contains("--sandbox strict: not available here: namespaces"),
+        "{err}"
+    );
+
+    // The same broker under `auto` (the default) says what is missing and serves, its
+    // workers still filtered and fenced.
+    let broker = Broker::start_with(
+        &["--lua-dir", lua_dir],
+        Launch {
+            user: not_root(),
+            ..Launch::default()
+        },
+    );
+    broker.wait_log("missing=namespaces");
+    let id = broker.create_session().await;
+    let _ws = tab(&broker, &id).await;
+    let pid = broker.workers()[0];
+    assert_eq!(status(pid, "Seccomp"), "2");
+    assert_eq!(status(pid, "NoNewPrivs"), "1");
+    assert_eq!(status(pid, "CapEff"), "0000000000000000");
+    let (_, metrics) = broker.get("/metrics").await;
+    assert!(
+        metrics.contains("luabroker_sandbox_layer{layer=\"namespaces\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("luabroker_sandbox_layer{layer=\"landlock\"} 1"),
+        "{metrics}"
+    );
+
+    // Root workers are a missing layer too.
+    if running_as_root() {
+        let err = refuses_to_start(
+            &[
+                "--sandbox",
+                "strict",
+                "--worker-user",
+                "root",
+                "--allow-root-workers",
+            ],
+            None,
+        );
+        assert!(err.contains("not available here: worker_user"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn sandbox_off_keeps_only_no_new_privs_no_capabilities_and_the_worker_user() {
+    let broker = Broker::with_app(&[("main.lua", APP)], &["--sandbox", "off"]);
+    broker.wait_log("--sandbox off");
+    let id = broker.create_session().await;
+    let _ws = tab(&broker, &id).await;
+    let pid = broker.workers()[0];
+    assert_eq!(status(pid, "Seccomp"), "0");
+    assert_eq!(status(pid, "NoNewPrivs"), "1");
+    assert_eq!(status(pid, "CapEff"), "0000000000000000");
+    if running_as_root() {
+        assert!(!status(pid, "Uid").starts_with('0'));
+    }
+    let (_, metrics) = broker.get("/metrics").await;
+    assert!(
+        metrics.contains("luabroker_sandbox_layer{layer=\"seccomp\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_app_the_workers_cannot_read_is_refused_at_start_up_and_a_module_fails_its_session() {
+    use std::os::unix::fs::PermissionsExt;
+    // Mode 000: unreadable to nobody (the workers of a root broker), and to a non-root owner.
+    let unreadable = |path: &std::path::Path| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).unwrap();
+    };
+    let dir = app(&[("main.lua", APP)]);
+    unreadable(&dir.path().join("main.lua"));
+    let err = refuses_to_start(&["--lua-dir", dir.path().to_str().unwrap()], None);
+    assert!(err.contains("cannot read the app"), "{err}");
+    assert!(err.contains("main.lua"), "{err}");
+
+    // A module that becomes unreadable is that session's error, named, with the reason.
+    let dir = app(&[
+        (
+            "main.lua",
+            "require('private') session:createAppVariable({})",
+        ),
+        ("private.lua", "return {}"),
+    ]);
+    unreadable(&dir.path().join("private.lua"));
+    let broker = Broker::start(&["--lua-dir", dir.path().to_str().unwrap()]);
+    let (status, body) = broker.get("/").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("cannot read private.lua: Permission denied"),
+        "{body}"
+    );
 }

@@ -53,6 +53,10 @@ struct Startup {
     args: Vec<OsString>,
     loaded: Loaded,
     filter: Option<FilterHandle>,
+    /// The configuration with `--dir`'s site resolved into its Lua and static directories.
+    config: Config,
+    site: Option<Site>,
+    app: AppDir,
 }
 
 fn main() -> ExitCode {
@@ -89,8 +93,24 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|f| worker::logging::install(f, json));
     limits::raise_fd_limit();
+    let (config, site, app) = match find_app(loaded.config.clone()) {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("luabroker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Forks a probe child: before the runtime starts any thread.
-    if let Err(e) = sandbox::decide(&loaded.config) {
+    let viewdefs_dir = site.as_ref().map_or_else(
+        || app.path().join(worker::viewdefs::VIEWDEFS_DIR),
+        Site::viewdefs_dir,
+    );
+    let files = worker::confine::AppFiles {
+        app_dir: app.path(),
+        viewdefs_dir: &viewdefs_dir,
+        readable: site.as_ref().map_or(app.path(), |s| s.root.as_path()),
+    };
+    if let Err(e) = sandbox::decide(&config, &files) {
         eprintln!("luabroker: {e}");
         return ExitCode::FAILURE;
     }
@@ -108,6 +128,9 @@ fn main() -> ExitCode {
         args,
         loaded,
         filter,
+        config,
+        site,
+        app,
     };
     match runtime.block_on(run(startup)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,10 +141,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(startup: Startup) -> std::io::Result<()> {
-    let mut config = startup.loaded.config.clone();
-    // Before the first child exists, so no exit is missed.
-    let reaper = Reaper::start()?;
+/// Where the app is: `--dir`'s site (its Lua and static directories filled in), and the Lua
+/// app directory (`--lua-dir`, `./lua`, or the built-in app unpacked).
+fn find_app(mut config: Config) -> std::io::Result<(Config, Option<Site>, AppDir)> {
     let site = config.dir.as_deref().map(Site::resolve).transpose()?;
     if let Some(site) = &site {
         config.dir = Some(site.root.clone());
@@ -133,6 +155,20 @@ async fn run(startup: Startup) -> std::io::Result<()> {
     }
     let app = AppDir::resolve(config.lua_dir.as_deref())?;
     tracing::info!(app = %app.path().display(), builtin = app.is_builtin(), "serving Lua app");
+    Ok((config, site, app))
+}
+
+async fn run(startup: Startup) -> std::io::Result<()> {
+    let Startup {
+        args,
+        loaded,
+        filter,
+        config,
+        site,
+        app,
+    } = startup;
+    // Before the first child exists, so no exit is missed.
+    let reaper = Reaper::start()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| {
@@ -193,12 +229,7 @@ async fn run(startup: Startup) -> std::io::Result<()> {
         tokio::spawn(async move { axum::serve(listener, router).await });
         println!("admin on http://{at}");
     }
-    reload::watch(
-        broker.clone(),
-        startup.args,
-        startup.loaded.settings,
-        startup.filter,
-    )?;
+    reload::watch(broker.clone(), args, loaded.settings, filter)?;
     println!("listening on http://{addr}");
     std::io::stdout().flush()?;
 

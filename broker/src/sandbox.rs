@@ -12,11 +12,11 @@
 //! (`worker/src/confine/sigsys.rs`); [`violation`] turns that into the cause its tabs see in
 //! `session-crashed`: `sandbox-violation: socket`.
 
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use nix::sys::signal::Signal;
 use protocol::sandbox::{syscall_name, SandboxPolicy, WorkerUser};
+use worker::confine::AppFiles;
 
 use crate::child::Exit;
 use crate::config::{Config, SandboxMode};
@@ -29,46 +29,53 @@ pub fn policy() -> SandboxPolicy {
     POLICY.get().cloned().unwrap_or_default()
 }
 
-/// Decides the workers' confinement, logs it, and records it for [`policy`] and `/metrics`.
-/// Must run while the broker has one thread (before the runtime starts): it forks the probe.
-pub fn decide(config: &Config) -> Result<(), String> {
+/// Decides the workers' confinement for the app in `app`, logs it, and records it for
+/// [`policy`] and `/metrics`. Must run while the broker has one thread (before the runtime
+/// starts): it forks the probe.
+pub fn decide(config: &Config, app: &AppFiles) -> Result<(), String> {
     let root = nix::unistd::geteuid().is_root();
     let user = worker_user(config, root)?;
     let switch_to = user.as_ref().map(|(_, u)| *u);
-    if config.sandbox == SandboxMode::Off {
-        tracing::warn!(
-            "--sandbox off: workers get only NO_NEW_PRIVS and no capabilities (no seccomp, \
-             namespaces or Landlock){}",
-            user.as_ref()
-                .map_or(String::new(), |(name, _)| format!("; they run as {name}"))
-        );
-        let _ = POLICY.set(SandboxPolicy {
-            user: switch_to,
-            ..SandboxPolicy::default()
-        });
-        return Ok(());
+    let runs_as = user.as_ref().map_or_else(
+        || format!("uid {}", nix::unistd::geteuid()),
+        |(name, u)| format!("{name} (uid {})", u.uid),
+    );
+    let found = worker::confine::probe(switch_to, app)
+        .ok_or("the sandbox probe (a child that tries every layer) did not finish")?;
+    if !found.privileges {
+        return Err(format!(
+            "workers cannot drop their privileges here (switch to {runs_as}, clear every \
+             capability, set NO_NEW_PRIVS), so none would start"
+        ));
     }
-    let app = app_dir(config);
-    let found = worker::confine::probe(switch_to, app.as_deref());
     if let (Some((name, _)), false) = (&user, found.user_switch) {
         return Err(format!(
             "cannot run workers as {name} here, and workers run as root only with \
              --allow-root-workers"
         ));
     }
-    if let (Some((name, _)), Some(_), false) = (&user, &app, found.app_readable) {
+    if !found.app_readable {
         return Err(format!(
-            "the worker user {name} cannot read the app in {}: make it readable to that user \
-             (e.g. chmod -R o+rX), choose another --worker-user, or --allow-root-workers",
-            app.as_deref()
-                .map_or_else(String::new, |p| p.display().to_string())
+            "workers (running as {runs_as}) cannot read the app: {} and the directories under \
+             {} must be readable to that user (e.g. chmod -R o+rX {}){}",
+            app.app_dir.join("main.lua").display(),
+            app.readable.display(),
+            app.readable.display(),
+            if user.is_some() {
+                ", or choose another --worker-user"
+            } else {
+                ""
+            }
         ));
     }
+    // `worker_user`: workers do not run as root (another user, or a broker that is not root).
+    // `--sandbox off` turns the three off; the worker user rule holds whatever the mode.
+    let confining = config.sandbox != SandboxMode::Off;
     let layers = [
-        ("seccomp", found.seccomp),
-        ("namespaces", found.namespaces),
-        ("landlock", found.landlock),
-        ("worker_user", user.is_some()),
+        ("seccomp", confining && found.seccomp),
+        ("namespaces", confining && found.namespaces),
+        ("landlock", confining && found.landlock),
+        ("worker_user", user.is_some() || !root),
     ];
     for (layer, on) in layers {
         metrics()
@@ -76,20 +83,24 @@ pub fn decide(config: &Config) -> Result<(), String> {
             .get_or_create(&[("layer", layer)])
             .set(i64::from(on));
     }
-    let missing: Vec<&str> = layers
-        .iter()
-        .filter(|(_, on)| !on)
-        .map(|(layer, _)| *layer)
-        .collect();
-    let active: Vec<&str> = layers
-        .iter()
-        .filter(|(_, on)| *on)
-        .map(|(layer, _)| *layer)
-        .collect();
-    let runs_as = user.as_ref().map_or_else(
-        || format!("uid {}", nix::unistd::geteuid()),
-        |(name, u)| format!("{name} (uid {})", u.uid),
-    );
+    if config.sandbox == SandboxMode::Off {
+        tracing::warn!(runs_as = %runs_as,
+            "--sandbox off: workers get only NO_NEW_PRIVS and no capabilities (no seccomp, \
+             namespaces or Landlock)");
+        let _ = POLICY.set(SandboxPolicy {
+            user: switch_to,
+            ..SandboxPolicy::default()
+        });
+        return Ok(());
+    }
+    let names = |wanted: bool| -> Vec<&str> {
+        layers
+            .iter()
+            .filter(|(_, on)| *on == wanted)
+            .map(|(layer, _)| *layer)
+            .collect()
+    };
+    let (active, missing) = (names(true), names(false));
     if !missing.is_empty() && config.sandbox == SandboxMode::Strict {
         return Err(format!(
             "--sandbox strict: not available here: {}",
@@ -140,18 +151,6 @@ fn worker_user(config: &Config, root: bool) -> Result<Option<(String, WorkerUser
         gid: user.gid.as_raw(),
     };
     Ok((root && !user.uid.is_root()).then_some((name, switch)))
-}
-
-/// The app directory as `AppDir::resolve` will find it, when it is on disk already (the
-/// built-in app is unpacked later, readable to every user).
-fn app_dir(config: &Config) -> Option<PathBuf> {
-    match &config.lua_dir {
-        Some(dir) => Some(dir.clone()),
-        None => Path::new("lua")
-            .join("main.lua")
-            .is_file()
-            .then(|| PathBuf::from("lua")),
-    }
 }
 
 /// The cause a worker's end gets when the sandbox ended it: the call it reported, or SIGSYS

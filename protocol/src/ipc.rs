@@ -56,6 +56,18 @@ pub struct StartSession {
     pub sandbox: SandboxPolicy,
 }
 
+impl StartSession {
+    /// Everything the worker may read at run time lies under this directory: `confine_dir`
+    /// (the whole site, with `--dir`), else the app directory. It is what `require` and the
+    /// viewdefs confine symlinks to, and what the OS sandbox leaves readable.
+    pub fn readable_dir(&self) -> &str {
+        match self.confine_dir.as_str() {
+            "" => &self.app_dir,
+            dir => dir,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BrokerToWorker {
     Start(StartSession),

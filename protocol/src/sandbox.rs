@@ -51,22 +51,4 @@ mod tests {
         assert_eq!(syscall_number("no_such_call"), None);
         assert_eq!(syscall_name(100_000), "syscall 100000");
     }
-
-    #[test]
-    fn a_policy_round_trips_through_the_codec() {
-        let policy = SandboxPolicy {
-            user: Some(WorkerUser {
-                uid: 65534,
-                gid: 65534,
-            }),
-            namespaces: true,
-            landlock: false,
-            seccomp: true,
-        };
-        let bytes = crate::codec::encode_payload(&policy).unwrap();
-        assert_eq!(
-            crate::codec::decode_payload::<SandboxPolicy>(&bytes).unwrap(),
-            policy
-        );
-    }
 }

@@ -15,6 +15,7 @@ use protocol::ipc::{
     BrokerToWorker, DebugVariable, Hello, LuaLimits, StartSession, TabBatch, WorkerToBroker,
 };
 use protocol::limits::MAX_VALUE_DEPTH;
+use protocol::sandbox::{SandboxPolicy, WorkerUser};
 use protocol::Value;
 use serde_json::{json, Map, Value as Json};
 use tokio_util::codec::{Decoder, Encoder};
@@ -220,6 +221,19 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
     ]
 }
 
+fn sandbox_policy() -> impl Strategy<Value = SandboxPolicy> {
+    (
+        prop::option::of((any::<u32>(), any::<u32>())),
+        any::<[bool; 3]>(),
+    )
+        .prop_map(|(user, [namespaces, landlock, seccomp])| SandboxPolicy {
+            user: user.map(|(uid, gid)| WorkerUser { uid, gid }),
+            namespaces,
+            landlock,
+            seccomp,
+        })
+}
+
 fn broker_to_worker() -> impl Strategy<Value = BrokerToWorker> {
     prop_oneof![
         (
@@ -227,10 +241,11 @@ fn broker_to_worker() -> impl Strategy<Value = BrokerToWorker> {
             ".{0,32}",
             ".{0,20}",
             any::<u64>(),
-            any::<u64>()
+            any::<u64>(),
+            sandbox_policy()
         )
             .prop_map(
-                |(vended_id, session_id, app_dir, memory_bytes, turn_time_ms)| {
+                |(vended_id, session_id, app_dir, memory_bytes, turn_time_ms, sandbox)| {
                     BrokerToWorker::Start(StartSession {
                         vended_id,
                         session_id,
@@ -241,6 +256,7 @@ fn broker_to_worker() -> impl Strategy<Value = BrokerToWorker> {
                             memory_bytes,
                             turn_time_ms,
                         },
+                        sandbox,
                     })
                 }
             ),
@@ -313,6 +329,7 @@ fn worker_to_broker() -> impl Strategy<Value = WorkerToBroker> {
         any::<u64>().prop_map(|seq| WorkerToBroker::Pong { seq }),
         (any::<u64>(), prop::collection::vec(debug_variable(), 0..3))
             .prop_map(|(request, variables)| WorkerToBroker::DebugVariables { request, variables }),
+        any::<u32>().prop_map(|syscall| WorkerToBroker::SandboxViolation { syscall }),
     ]
 }
 

@@ -37,13 +37,15 @@ pub struct Launch<'a> {
     pub bin: Option<&'a std::path::Path>,
     /// Start it with this RLIMIT_NOFILE (soft and hard), as `prlimit --nofile=N` would.
     pub fd_limit: Option<u64>,
+    /// Start it as this (uid, gid) instead of the tests' user (the tests must be root).
+    pub user: Option<(u32, u32)>,
 }
 
 /// Writes a Lua app (file name → source) into a fresh directory.
 pub fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     // Readable to the worker user (nobody, when the tests run as root), as an installed app's
-    // files are; a temporary directory starts 0700.
+    // files are, whatever the umask.
     std::fs::set_permissions(
         dir.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -93,6 +95,10 @@ impl Broker {
                         .map_err(std::io::Error::from)
                 });
             }
+        }
+        if let Some((uid, gid)) = how.user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
         }
         cmd.arg("--listen").arg("127.0.0.1:0");
         if let Some(dir) = &app {

@@ -157,7 +157,9 @@ async fn serve(socket: String, token: Token) -> u8 {
         }
     };
     // The VM is built: confine the process before any app code runs.
-    if let Err(e) = crate::confine::apply(&start.sandbox, std::path::Path::new(&start.app_dir)) {
+    if let Err(e) =
+        crate::confine::apply(&start.sandbox, std::path::Path::new(start.readable_dir()))
+    {
         let error = format!("cannot confine the worker: {e}");
         tracing::error!("{error}");
         let _ = link.send(WorkerToBroker::Failed { error }).await;

@@ -45,10 +45,7 @@ impl LuaSession {
         };
         let api = api::install(&lua, &session, &app_dir, ids)?;
         // `--dir`'s site layout: viewdefs beside the Lua directory, symlinks anywhere in the site.
-        let confine = match start.confine_dir.as_str() {
-            "" => app_dir.clone(),
-            dir => PathBuf::from(dir),
-        };
+        let confine = PathBuf::from(start.readable_dir());
         api.confine_to(&confine);
         let viewdefs_dir = match start.viewdefs_dir.as_str() {
             "" => app_dir.join(crate::viewdefs::VIEWDEFS_DIR),

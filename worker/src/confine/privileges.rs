@@ -1,5 +1,6 @@
 //! No privileges: the worker user (when the broker is root), every capability dropped from
-//! every set (bounding and ambient included, so none can come back), and `PR_SET_NO_NEW_PRIVS`
+//! every set (bounding and ambient included, so none can come back; the bounding set only when
+//! there is a capability to drop it with), and `PR_SET_NO_NEW_PRIVS`
 //! (no set-uid binary or file capability can raise them again, and seccomp needs it).
 
 use caps::CapSet;
@@ -16,8 +17,12 @@ pub fn no_core_dumps() -> Result<(), String> {
 /// Switches to `user` (if any), then drops every capability and sets `PR_SET_NO_NEW_PRIVS`.
 /// Changing user clears the parent-death signal, so it is armed again here.
 pub fn drop_all(user: Option<WorkerUser>) -> Result<(), String> {
-    // The bounding set can only shrink while CAP_SETPCAP is still held.
-    for cap in caps::all() {
+    // The bounding set can only shrink while CAP_SETPCAP is held (root). A process without it
+    // (a broker that is not root) has no capabilities to lose, and NO_NEW_PRIVS below keeps an
+    // exec from granting any, so its bounding set is left as it is.
+    let can_shrink =
+        caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false);
+    for cap in caps::all().into_iter().filter(|_| can_shrink) {
         if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
             caps::drop(None, CapSet::Bounding, cap)
                 .map_err(|e| format!("cannot drop {cap} from the bounding set: {e}"))?;

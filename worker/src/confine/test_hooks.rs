@@ -3,8 +3,10 @@
 //! dev-dependency; `cargo build`/`cargo run` never have it). Installed as the global
 //! `__luabroker_test`:
 //! - `syscall(name)`: makes that raw system call with zero arguments; returns its result;
-//! - `connect(port)`: opens a TCP connection to 127.0.0.1:`port`; returns `"connected"` or the
-//!   error text.
+//! - `connect(address)`: opens a TCP connection to `address` (`host:port`); returns
+//!   `"connected"` or the error text;
+//! - `read(path)`: reads a file by any path, past `require`'s own confinement (the OS fences
+//!   must stop it); returns its text or the error text.
 
 use mlua::Lua;
 
@@ -23,11 +25,17 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     )?;
     hooks.raw_set(
         "connect",
-        lua.create_function(|_, port: u16| {
-            Ok(match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        lua.create_function(|_, address: String| {
+            Ok(match std::net::TcpStream::connect(address.as_str()) {
                 Ok(_) => "connected".to_string(),
                 Err(e) => e.to_string(),
             })
+        })?,
+    )?;
+    hooks.raw_set(
+        "read",
+        lua.create_function(|_, path: String| {
+            Ok(std::fs::read_to_string(&path).unwrap_or_else(|e| e.to_string()))
         })?,
     )?;
     lua.globals().raw_set("__luabroker_test", hooks)
