@@ -527,9 +527,33 @@ fn repo() -> std::path::PathBuf {
         .to_path_buf()
 }
 
+/// `cargo install` into the build's target directory links `target/release/luabroker` again,
+/// as a plain build: without the worker's `test-hooks` feature that `tests/sandbox.rs` needs.
+/// This keeps the test build (a second hard link to it) and puts it back when dropped.
+struct KeepTestBuild {
+    kept: std::path::PathBuf,
+}
+
+impl KeepTestBuild {
+    fn new() -> KeepTestBuild {
+        let kept = std::path::Path::new(BIN).with_extension("test-build");
+        let _ = std::fs::remove_file(&kept);
+        std::fs::hard_link(BIN, &kept).expect("keep the test build");
+        KeepTestBuild { kept }
+    }
+}
+
+impl Drop for KeepTestBuild {
+    fn drop(&mut self) {
+        // A rename replaces the file at once; a broker still running keeps its own copy.
+        let _ = std::fs::rename(&self.kept, BIN);
+    }
+}
+
 #[tokio::test]
 async fn cargo_install_gives_an_executable_that_runs_from_an_empty_directory() {
     let root = tempfile::tempdir().unwrap();
+    let _keep = KeepTestBuild::new();
     // The same target directory as this test's build (…/target/release/luabroker), so only
     // the executable itself may need linking again, not the dependencies.
     let target = std::path::Path::new(BIN).ancestors().nth(2).unwrap();
