@@ -111,6 +111,19 @@ async fn a_serving_worker_has_no_privileges_and_a_seccomp_filter() {
             let its = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
             assert_ne!(mine, its, "the worker has a {ns} namespace of its own");
         }
+        // Every worker joins the one empty network namespace the broker made at start-up.
+        let other = broker.create_session().await;
+        let _other_ws = tab(&broker, &other).await;
+        let nets: Vec<_> = broker
+            .workers()
+            .iter()
+            .map(|w| std::fs::read_link(format!("/proc/{w}/ns/net")).unwrap())
+            .collect();
+        assert_eq!(nets.len(), 2);
+        assert_eq!(
+            nets[0], nets[1],
+            "workers share their empty network namespace"
+        );
         // Its network namespace has a loopback device and nothing else.
         let devices = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap();
         let names: Vec<&str> = devices

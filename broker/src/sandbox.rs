@@ -114,6 +114,12 @@ pub fn decide(config: &Config, app: &AppFiles) -> Result<(), String> {
         tracing::warn!(active = %active.join(","), missing = %missing.join(","), runs_as = %runs_as,
             "worker sandbox: some layers are not available here; serving without them");
     }
+    if found.namespaces {
+        // One empty network namespace for every worker (see confine/namespaces.rs).
+        if let Err(e) = worker::confine::namespaces::shared_network() {
+            tracing::warn!("cannot make the workers' shared network namespace ({e}); each worker makes its own");
+        }
+    }
     let _ = POLICY.set(SandboxPolicy {
         user: switch_to,
         namespaces: found.namespaces,

@@ -26,6 +26,11 @@ pub const ENV_TOKEN: &str = "LUABROKER_WORKER_TOKEN";
 /// The pid of the process that started this one; a worker or zygote exits if it is gone.
 pub const ENV_PARENT: &str = "LUABROKER_WORKER_PARENT";
 
+/// The descriptor (inherited, not close-on-exec) of the empty network namespace the broker
+/// made once for every worker to join (`worker/src/confine/namespaces.rs`); unset: each worker
+/// makes its own.
+pub const ENV_NETNS_FD: &str = "LUABROKER_NETNS_FD";
+
 /// A one-time token: what a worker presents in its [`crate::ipc::Hello`].
 pub type Token = [u8; TOKEN_LEN];
 

@@ -48,6 +48,7 @@ pub fn run() -> ExitCode {
         return ExitCode::from(2);
     }
     let _ = nix::sys::prctl::set_name(c"lb-zygote");
+    crate::confine::warm();
     match serve(&socket) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -34,6 +34,7 @@ use protocol::sandbox::SandboxPolicy;
 /// names the layer that failed; the worker then reports `Failed` and exits rather than run app
 /// code less confined than asked.
 pub fn apply(policy: &SandboxPolicy, readable: &Path) -> Result<(), String> {
+    let started = std::time::Instant::now();
     // Found first: once the user changes, the process is not dumpable and /proc/self/fd is
     // no longer its own to read.
     let report_fd = broker_socket();
@@ -56,7 +57,15 @@ pub fn apply(policy: &SandboxPolicy, readable: &Path) -> Result<(), String> {
         sigsys::arm(report_fd);
         seccomp::install().map_err(|e| format!("seccomp: {e}"))?;
     }
+    tracing::debug!(us = started.elapsed().as_micros() as u64, "confined");
     Ok(())
+}
+
+/// Work every worker's [`apply`] would repeat, done once in the zygote before it forks: the
+/// time zone loaded and the violation reports encoded (forked workers inherit both).
+pub fn warm() {
+    load_time_zone();
+    sigsys::prepare_reports();
 }
 
 /// Lua's `os.date` converts with `localtime_r`, which reads the time zone file the first time

@@ -44,10 +44,15 @@ fn prepare() -> Reports {
     Reports { frames }
 }
 
+/// Encodes every report (once per process; a forked worker inherits the zygote's).
+pub fn prepare_reports() {
+    REPORTS.get_or_init(prepare);
+}
+
 /// Prepares the reports and installs the SIGSYS handler; violations are then written to
 /// `report_fd` (the broker socket). Call before the filter goes on.
 pub fn arm(report_fd: RawFd) {
-    REPORTS.get_or_init(prepare);
+    prepare_reports();
     REPORT_FD.store(report_fd, Ordering::SeqCst);
     // SAFETY: `sigaction` with a zeroed struct plus the fields set here is the documented way
     // to install an SA_SIGINFO handler; the handler below only makes async-signal-safe calls.
