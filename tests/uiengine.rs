@@ -315,3 +315,121 @@ async fn dir_serves_a_ui_engine_site_and_follows_symlinks_only_inside_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--lua-dir"));
 }
+
+/// `variables.json` with its `X-Change-Count` header.
+async fn listing(broker: &Broker, id: &str, query: &str) -> (u64, Vec<Json>) {
+    let resp = client()
+        .get(broker.url(&format!("/{id}/variables.json{query}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let count = resp.headers()["x-change-count"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("X-Change-Count is a number");
+    let body = resp.text().await.unwrap();
+    (
+        count,
+        serde_json::from_str(&body).expect("variables.json is JSON"),
+    )
+}
+
+fn by_key<'a>(vars: &'a [Json], key: &str) -> &'a Json {
+    vars.iter()
+        .find(|v| v["key"] == key)
+        .unwrap_or_else(|| panic!("no variable {key} in {vars:#?}"))
+}
+
+#[tokio::test]
+async fn the_variable_browser_shows_types_change_counts_times_and_diagnostics() {
+    let dir = example("contacts");
+    let broker = Broker::start(&["--dir", dir.to_str().unwrap(), "--debug-pages"]);
+    let id = broker.create_session().await;
+    let mut ws = connect(&broker, &id).await;
+    exchange(
+        &mut ws,
+        user(vec![
+            msg("watch", json!({"varId": 1})),
+            path(
+                2,
+                1,
+                "visible()?wrapper=lua.ViewList&itemWrapper=ContactRow&access=r",
+            ),
+            path(3, 2, "items?access=r"),
+            path(9, 1, "count()?access=r"),
+            path(10, 1, "search"),
+        ]),
+    )
+    .await;
+    let (first_count, vars) = listing(&broker, &id, "").await;
+    // This tab is tab 1 of the session: its variables are keyed "1:<id>".
+    let tab = vars.iter().find(|v| v["id"] == 2).unwrap()["tab"].clone();
+    let key = |n: i64| format!("{tab}:{n}");
+    let list = by_key(&vars, &key(2));
+    assert_eq!(list["type"], "lua.ViewList");
+    assert_eq!(list["luaType"], "table");
+    assert!(list["baseValue"].is_array(), "the wrapped array: {list}");
+    assert_eq!(list["changeCount"], 0);
+    assert_eq!(list["depth"], 1);
+    assert_eq!(list["active"], true);
+    assert!(
+        list["computeTime"].is_string(),
+        "the first listing turned timing on and ran a pass: {list}"
+    );
+    assert_eq!(by_key(&vars, &key(3))["parentKey"], key(2));
+    assert_eq!(by_key(&vars, "1")["type"], "AddressBook");
+
+    // Two searches: the list and the count change twice, and so does the tracker's count.
+    for query in ["TUR", ""] {
+        exchange(&mut ws, user(vec![write(10, json!(query))])).await;
+    }
+    let (count, vars) = listing(&broker, &id, "").await;
+    assert_eq!(by_key(&vars, &key(9))["changeCount"], 2);
+    assert_eq!(by_key(&vars, &key(3))["changeCount"], 2);
+    assert!(count >= first_count + 2, "{first_count} → {count}");
+    assert!(
+        vars.iter().all(|v| v.get("diags").is_none()),
+        "diagnostics are off"
+    );
+
+    // ?diag=1: each variable tells what its last computation did.
+    let (_, vars) = listing(&broker, &id, "?diag=1").await;
+    let diags = by_key(&vars, &key(2))["diags"].as_array().unwrap().clone();
+    assert!(
+        diags
+            .iter()
+            .any(|d| d.as_str().unwrap().contains("wrapper lua.ViewList")),
+        "{diags:?}"
+    );
+    let resp = client()
+        .get(broker.url(&format!("/{id}/variables.json?diag=lots")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+
+    // The page: ui-engine's browser (flat/tree, columns, polling), with the listing inside.
+    let page = client()
+        .get(broker.url(&format!("/{id}/variables")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.headers()["x-change-count"].to_str().is_ok());
+    let html = page.text().await.unwrap();
+    for want in [
+        "Flat",
+        "Tree",
+        "Poll",
+        "Columns",
+        "variable_browser.js",
+        "lua.ViewList",
+    ] {
+        assert!(html.contains(want), "{want} not in the page");
+    }
+    let (status, script) = broker.get("/_luabroker/variable_browser.js").await;
+    assert_eq!(status, 200);
+    assert!(script.contains("changeCount") && script.contains("variables.json"));
+}

@@ -22,6 +22,7 @@ use crate::page;
 use crate::scrape;
 use crate::server::StartError;
 use crate::session::Session;
+use crate::variable_browser;
 use crate::ws;
 
 pub fn router(broker: Arc<Broker>) -> Router {
@@ -118,7 +119,7 @@ async fn session_subpath(
     };
     match rest.as_str() {
         "variables.json" | "variables" if broker.config.debug_pages => {
-            debug_variables(&session, rest == "variables.json").await
+            debug_variables(&session, rest == "variables.json", req.uri().query()).await
         }
         // Off without the flag: a 404 rather than the session page, so that nobody mistakes
         // the page for the debug view (and a probe cannot tell the views exist).
@@ -171,7 +172,14 @@ async fn serve_session_page(
     response
 }
 
-async fn debug_variables(session: &Session, as_json: bool) -> Response {
+/// The debug variable browser (`crate::variable_browser`): the JSON listing (with the
+/// tracker's change count in `X-Change-Count`) or the page; `?diag=N` sets the diagnostic
+/// level first.
+async fn debug_variables(session: &Session, as_json: bool, query: Option<&str>) -> Response {
+    let diag = match variable_browser::diag_level(query) {
+        Ok(diag) => diag,
+        Err(why) => return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
+    };
     let Some(worker) = session.worker() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -179,14 +187,22 @@ async fn debug_variables(session: &Session, as_json: bool) -> Response {
         )
             .into_response();
     };
-    let Some(vars) = worker.debug_variables(Duration::from_secs(5)).await else {
+    let Some(listing) = worker.debug_listing(diag, Duration::from_secs(5)).await else {
         return (StatusCode::GATEWAY_TIMEOUT, "the worker did not answer\n").into_response();
     };
-    if as_json {
-        axum::Json(page::variables_json(&vars)).into_response()
+    let mut response = if as_json {
+        axum::Json(variable_browser::to_json(&listing)).into_response()
     } else {
-        Html(page::variables_html(&session.id, &vars)).into_response()
-    }
+        Html(variable_browser::page(&session.id, &listing)).into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert("x-change-count", HeaderValue::from(listing.change_count));
+    headers.insert(
+        "x-diag-level",
+        HeaderValue::from(u16::from(listing.diag_level)),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Not a route and not a session: a file of the static frontend, or the 404 page.

@@ -28,6 +28,7 @@ mod session;
 mod shutdown;
 mod site;
 mod spawner;
+mod variable_browser;
 mod worker_handle;
 mod worker_socket;
 mod ws;

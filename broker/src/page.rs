@@ -1,8 +1,5 @@
 //! The HTML the broker serves itself: the built-in session page (embedded, no build step),
-//! the 404 and error pages, and the debug views of a session's variables.
-
-use protocol::ipc::DebugVariable;
-use serde_json::{json, Value as Json};
+//! the 404 and error pages (the debug variable browser is `crate::variable_browser`).
 
 /// The built-in session page: connects to `/ws/<id>` and shows the app through its own
 /// viewdefs, or as a live object tree when it has none.
@@ -22,6 +19,12 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("view.js", JS, include_str!("page/view.js")),
     ("dom.js", JS, include_str!("page/dom.js")),
     ("session.css", CSS, include_str!("page/session.css")),
+    // The debug variable browser's script (`crate::variable_browser`).
+    (
+        "variable_browser.js",
+        JS,
+        include_str!("page/variable_browser.js"),
+    ),
 ];
 
 const JS: &str = "text/javascript; charset=utf-8";
@@ -90,86 +93,6 @@ pub fn error_page(title: &str, detail: &str) -> String {
             "<h1>{}</h1><pre>{}</pre><p><a href=\"/\">Start a new session</a></p>",
             escape(title),
             escape(detail)
-        ),
-    )
-}
-
-/// `/<id>/variables.json`: every variable with id, parentId, path, value, properties,
-/// childIds, error, access (and the tab that owns it).
-pub fn variables_json(vars: &[DebugVariable]) -> Json {
-    Json::Array(
-        vars.iter()
-            .map(|v| {
-                json!({
-                    "id": v.id,
-                    "tab": v.tab,
-                    "parentId": v.parent_id,
-                    "path": v.path,
-                    "value": v.value.as_ref().map(|v| v.to_json()),
-                    "properties": v.properties.iter().map(|(k, p)| (k.clone(), Json::from(p.as_str()))).collect::<serde_json::Map<_, _>>(),
-                    "childIds": v.child_ids,
-                    "error": v.error,
-                    "access": v.access,
-                })
-            })
-            .collect(),
-    )
-}
-
-/// `/<id>/variables`: the same as an HTML tree that refreshes itself.
-///
-/// Ids are per tab (every tab numbers its variables from 2), so children are found by parent,
-/// not by `childIds`: the parent of a tab's variable is shared (the app variable, or one the
-/// app created, ids below 2) or another variable of the same tab.
-pub fn variables_html(session_id: &str, vars: &[DebugVariable]) -> String {
-    fn is_child(parent: &DebugVariable, c: &DebugVariable) -> bool {
-        c.parent_id == Some(parent.id) && (parent.id < 2 || c.tab == parent.tab)
-    }
-    fn render(v: &DebugVariable, vars: &[DebugVariable], out: &mut String, depth: usize) {
-        let value = v
-            .value
-            .as_ref()
-            .map(|v| v.to_json().to_string())
-            .unwrap_or_default();
-        let props: Vec<String> = v
-            .properties
-            .iter()
-            .map(|(k, p)| format!("{k}={p}"))
-            .collect();
-        let tab = v.tab.map(|t| format!(" tab {t}")).unwrap_or_default();
-        out.push_str(&format!(
-            "<li><b>{}</b> <code>{}</code> = <code>{}</code> <small>{} {}{}</small>{}",
-            v.id,
-            escape(&v.path),
-            escape(&value),
-            escape(&v.access),
-            escape(&props.join(" ")),
-            escape(&tab),
-            v.error
-                .as_ref()
-                .map(|e| format!(" <span style=\"color:#b00\">{}</span>", escape(e)))
-                .unwrap_or_default()
-        ));
-        let children: Vec<&DebugVariable> = vars.iter().filter(|c| is_child(v, c)).collect();
-        if depth < 64 && !children.is_empty() {
-            out.push_str("<ul>");
-            for c in children {
-                render(c, vars, out, depth + 1);
-            }
-            out.push_str("</ul>");
-        }
-        out.push_str("</li>");
-    }
-    let mut out = String::from("<ul>");
-    for v in vars.iter().filter(|v| v.parent_id.is_none()) {
-        render(v, vars, &mut out, 0);
-    }
-    out.push_str("</ul>");
-    shell(
-        "Variables",
-        &format!(
-            "<meta http-equiv=\"refresh\" content=\"2\"><h1>Variables of <code>{}</code></h1>{out}",
-            escape(session_id)
         ),
     )
 }

@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
 use parking_lot::Mutex;
 use protocol::codec::CodecError;
-use protocol::ipc::{BrokerToWorker, DebugVariable, TabBatch, WorkerToBroker};
+use protocol::ipc::{BrokerToWorker, DebugListing, TabBatch, WorkerToBroker};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::child::{Child, Exit};
@@ -38,7 +38,7 @@ pub struct WorkerHandle {
     kill_reason: Mutex<Option<String>>,
     /// The system call its seccomp filter stopped, as the worker reported before dying.
     violation: Mutex<Option<u32>>,
-    debug_requests: Mutex<HashMap<u64, oneshot::Sender<Vec<DebugVariable>>>>,
+    debug_requests: Mutex<HashMap<u64, oneshot::Sender<DebugListing>>>,
     next_request: AtomicU64,
     /// Sequence number of the last ping answered.
     last_pong: watch::Sender<u64>,
@@ -155,12 +155,21 @@ impl WorkerHandle {
         self.child.exited().await
     }
 
-    /// Every variable of the session, for the debug pages.
-    pub async fn debug_variables(&self, timeout: Duration) -> Option<Vec<DebugVariable>> {
+    /// Every variable of the session and the tracker's counters, for the debug pages;
+    /// `diag_level` sets the diagnostic level first (`None` keeps it).
+    pub async fn debug_listing(
+        &self,
+        diag_level: Option<u8>,
+        timeout: Duration,
+    ) -> Option<DebugListing> {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.debug_requests.lock().insert(request, tx);
-        if !self.send(BrokerToWorker::DebugVariables { request }).await {
+        let asked = BrokerToWorker::DebugVariables {
+            request,
+            diag_level,
+        };
+        if !self.send(asked).await {
             return None;
         }
         let answer = tokio::time::timeout(timeout, rx).await.ok()?.ok();
@@ -198,10 +207,10 @@ impl WorkerHandle {
                     newer
                 });
             }
-            WorkerToBroker::DebugVariables { request, variables } => {
+            WorkerToBroker::DebugVariables { request, listing } => {
                 let waiter = self.debug_requests.lock().remove(&request);
                 if let Some(tx) = waiter {
-                    let _ = tx.send(variables);
+                    let _ = tx.send(listing);
                 }
             }
             WorkerToBroker::SandboxViolation { syscall } => {

@@ -88,9 +88,11 @@ pub enum BrokerToWorker {
     Ping {
         seq: u64,
     },
-    /// Ask for every variable of the session (the debug pages).
+    /// Ask for every variable of the session (the debug pages). `diag_level`: set the
+    /// tracker's diagnostic level first (0 turns diagnostics off; `None` keeps it).
     DebugVariables {
         request: u64,
+        diag_level: Option<u8>,
     },
     /// App files changed on disk (`--hotload`), as paths relative to the app directory:
     /// already-loaded `.lua` files are re-executed, changed viewdefs re-sent.
@@ -126,7 +128,7 @@ pub enum WorkerToBroker {
     },
     DebugVariables {
         request: u64,
-        variables: Vec<DebugVariable>,
+        listing: DebugListing,
     },
     /// The worker made a system call its seccomp filter forbids (its number on this
     /// architecture; [`crate::sandbox::syscall_name`] names it) and is dying of SIGSYS.
@@ -134,6 +136,17 @@ pub enum WorkerToBroker {
     SandboxViolation {
         syscall: u32,
     },
+}
+
+/// What the debug pages show of a session: every variable, and the tracker's counters.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DebugListing {
+    /// Change-detection passes that found a changed value (ui-engine's `Tracker.ChangeCount`).
+    pub change_count: u64,
+    /// The diagnostic level in force (0: none are recorded).
+    pub diag_level: u8,
+    /// Parents before children.
+    pub variables: Vec<DebugVariable>,
 }
 
 /// One variable as the debug pages show it.
@@ -149,4 +162,25 @@ pub struct DebugVariable {
     pub child_ids: Vec<VarId>,
     pub error: Option<String>,
     pub access: String,
+    /// How many times change detection found its value changed.
+    pub change_count: u64,
+    /// How long its most recent computation took (path, getters, wrapper), and the longest
+    /// one, in nanoseconds; `None` until it is computed with timing on (the first debug
+    /// request of a session turns timing on).
+    pub compute_time_ns: Option<u64>,
+    pub max_compute_time_ns: Option<u64>,
+    /// Whether change detection computes it: it or a descendant is watched, and neither it
+    /// nor an ancestor is `inactive`.
+    pub active: bool,
+    /// 0 for a variable without a parent.
+    pub depth: u32,
+    /// The Lua type of what it holds (`table`, `string`, …; the analogue of ui-engine's
+    /// `goType`); empty when it holds nothing yet.
+    pub lua_type: String,
+    /// With a wrapper: the value JSON of the wrapped value (`value` is the wrapper's).
+    pub base_value: Option<Value>,
+    /// The tabs watching it.
+    pub watchers: Vec<TabId>,
+    /// Diagnostics of its most recent computation (only with a diagnostic level above 0).
+    pub diags: Vec<String>,
 }

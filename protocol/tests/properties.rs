@@ -12,7 +12,8 @@ use protocol::browser::{
 };
 use protocol::codec::{decode_payload, encode_frame as encode_ipc_frame, CodecError, FrameCodec};
 use protocol::ipc::{
-    BrokerToWorker, DebugVariable, Hello, LuaLimits, StartSession, TabBatch, WorkerToBroker,
+    BrokerToWorker, DebugListing, DebugVariable, Hello, LuaLimits, StartSession, TabBatch,
+    WorkerToBroker,
 };
 use protocol::limits::MAX_VALUE_DEPTH;
 use protocol::sandbox::{SandboxPolicy, WorkerUser};
@@ -273,14 +274,19 @@ fn broker_to_worker() -> impl Strategy<Value = BrokerToWorker> {
             }),
         any::<u32>().prop_map(|tab| BrokerToWorker::TabClosed { tab }),
         any::<u64>().prop_map(|seq| BrokerToWorker::Ping { seq }),
-        any::<u64>().prop_map(|request| BrokerToWorker::DebugVariables { request }),
+        (any::<u64>(), prop::option::of(any::<u8>())).prop_map(|(request, diag_level)| {
+            BrokerToWorker::DebugVariables {
+                request,
+                diag_level,
+            }
+        }),
         prop::collection::vec(".{0,12}", 0..4).prop_map(|files| BrokerToWorker::Reload { files }),
         Just(BrokerToWorker::Shutdown),
     ]
 }
 
 fn debug_variable() -> impl Strategy<Value = DebugVariable> {
-    (
+    let shape = (
         any::<i64>(),
         prop::option::of(any::<u32>()),
         prop::option::of(any::<i64>()),
@@ -290,22 +296,43 @@ fn debug_variable() -> impl Strategy<Value = DebugVariable> {
         prop::collection::vec(any::<i64>(), 0..4),
         prop::option::of(".{0,12}"),
         ".{0,6}",
+    );
+    let stats = (
+        any::<u64>(),
+        prop::option::of(any::<u64>()),
+        prop::option::of(any::<u64>()),
+        any::<bool>(),
+        any::<u32>(),
+        ".{0,6}",
+        prop::option::of(value()),
+        prop::collection::vec(any::<u32>(), 0..3),
+        prop::collection::vec(".{0,12}", 0..3),
+    );
+    (shape, stats).prop_map(
+        |(
+            (id, tab, parent_id, path, value, properties, child_ids, error, access),
+            (change_count, compute, max_compute, active, depth, lua_type, base, watchers, diags),
+        )| DebugVariable {
+            id,
+            tab,
+            parent_id,
+            path,
+            value,
+            properties,
+            child_ids,
+            error,
+            access,
+            change_count,
+            compute_time_ns: compute,
+            max_compute_time_ns: max_compute,
+            active,
+            depth,
+            lua_type,
+            base_value: base,
+            watchers,
+            diags,
+        },
     )
-        .prop_map(
-            |(id, tab, parent_id, path, value, properties, child_ids, error, access)| {
-                DebugVariable {
-                    id,
-                    tab,
-                    parent_id,
-                    path,
-                    value,
-                    properties,
-                    child_ids,
-                    error,
-                    access,
-                }
-            },
-        )
 }
 
 /// Floats here may be anything, NaN included: bincode carries every bit pattern.
@@ -327,8 +354,22 @@ fn worker_to_broker() -> impl Strategy<Value = WorkerToBroker> {
         )
         .prop_map(WorkerToBroker::Send),
         any::<u64>().prop_map(|seq| WorkerToBroker::Pong { seq }),
-        (any::<u64>(), prop::collection::vec(debug_variable(), 0..3))
-            .prop_map(|(request, variables)| WorkerToBroker::DebugVariables { request, variables }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u8>(),
+            prop::collection::vec(debug_variable(), 0..3)
+        )
+            .prop_map(|(request, change_count, diag_level, variables)| {
+                WorkerToBroker::DebugVariables {
+                    request,
+                    listing: DebugListing {
+                        change_count,
+                        diag_level,
+                        variables,
+                    },
+                }
+            }),
         any::<u32>().prop_map(|syscall| WorkerToBroker::SandboxViolation { syscall }),
     ]
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use mlua::{Lua, Table};
 use protocol::browser::{ClientMessage, Properties, ServerMessage, VarId};
-use protocol::ipc::{DebugVariable, TabBatch, TabId};
+use protocol::ipc::{DebugListing, DebugVariable, TabBatch, TabId};
 use protocol::Value;
 
 use crate::api::Prototypes;
@@ -113,7 +113,18 @@ impl LuaBackend {
     }
 
     pub fn debug_variables(&self) -> Vec<DebugVariable> {
-        self.tracker.debug_variables()
+        self.tracker.debug_listing().variables
+    }
+
+    /// What the debug pages show; see [`crate::session::LuaSession::debug_listing`].
+    pub fn debug_listing(&self) -> DebugListing {
+        self.tracker.debug_listing()
+    }
+
+    /// The debug pages are looking (see `Tracker::set_debug`); true when a pass now would
+    /// record more than the last one did.
+    pub fn set_debug(&self, diag_level: Option<u8>) -> bool {
+        self.tracker.set_debug(diag_level)
     }
 
     /// Hot reload of viewdefs: re-reads the changed `viewdefs/*.html` among `files` and

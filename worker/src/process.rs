@@ -217,10 +217,18 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
             }
             BrokerToWorker::TabClosed { tab } => send_batches(session.tab_closed(tab)),
             BrokerToWorker::Ping { seq } => Some(WorkerToBroker::Pong { seq }),
-            BrokerToWorker::DebugVariables { request } => Some(WorkerToBroker::DebugVariables {
+            BrokerToWorker::DebugVariables {
                 request,
-                variables: session.debug_variables(),
-            }),
+                diag_level,
+            } => {
+                let (batches, listing) = session.debug_listing(diag_level);
+                if let Some(changes) = send_batches(batches) {
+                    if !send(link, changes).await {
+                        return exit::OK;
+                    }
+                }
+                Some(WorkerToBroker::DebugVariables { request, listing })
+            }
             BrokerToWorker::Reload { files } => send_batches(session.reload(&files)),
             BrokerToWorker::Shutdown => return exit::OK,
             BrokerToWorker::Start(_) => {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use mlua::{Lua, Table};
 use protocol::browser::ClientMessage;
-use protocol::ipc::{DebugVariable, StartSession, TabBatch, TabId};
+use protocol::ipc::{DebugListing, DebugVariable, StartSession, TabBatch, TabId};
 use protocol::Value;
 
 use crate::api::{self, Api, LogIds, Timers};
@@ -148,6 +148,19 @@ impl LuaSession {
 
     pub fn debug_variables(&self) -> Vec<DebugVariable> {
         self.backend.debug_variables()
+    }
+
+    /// The debug pages' listing. The first request of a session turns compute timing on, and
+    /// `diag_level` sets the diagnostic level; when either changes what a pass records, one
+    /// change-detection pass runs first (a turn, whose updates go to the tabs as any pass's
+    /// do), so the listing already shows times and diagnostics.
+    pub fn debug_listing(&mut self, diag_level: Option<u8>) -> (Vec<TabBatch>, DebugListing) {
+        let batches = if self.backend.set_debug(diag_level) {
+            self.budget.turn(|| self.backend.detect_changes())
+        } else {
+            Vec::new()
+        };
+        (batches, self.backend.debug_listing())
     }
 
     /// `--hotload` says `files` changed (app-relative paths): changed viewdefs are re-sent to

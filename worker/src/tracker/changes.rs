@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::Instant;
 
 use mlua::Value as LuaValue;
 
@@ -60,6 +61,8 @@ pub fn detect(tracker: &Tracker) -> ChangeSet {
         Ok(st) => st.roots.values().rev().map(|k| (*k, None)).collect(),
         Err(_) => return out,
     };
+    let timing = tracker.timing();
+    let mut any_changed = false;
     while let Some((key, base)) = stack.pop() {
         let step = {
             let Ok(st) = tracker.state() else { break };
@@ -76,11 +79,16 @@ pub fn detect(tracker: &Tracker) -> ChangeSet {
             }
         };
         // No borrow held from here until `store`: the path may run any Lua code.
-        let (result, follow_children) = match step {
+        let (result, follow_children, elapsed) = match step {
             Step::Plan(Plan::NoBase) => continue,
-            Step::Plan(Plan::Eval(job)) => (Some(tracker.evaluate(key, job)), true),
-            Step::Plan(Plan::Unreadable) | Step::Inactive => (None, false),
+            Step::Plan(Plan::Eval(job)) => {
+                let started = timing.then(Instant::now);
+                let result = tracker.evaluate(key, job);
+                (Some(result), true, started.map(|s| s.elapsed()))
+            }
+            Step::Plan(Plan::Unreadable) | Step::Inactive => (None, false, None),
         };
+        let diags = result.as_ref().and_then(|_| tracker.take_diags());
         let Ok(mut st) = tracker.state() else { break };
         let Some(var) = st.vars.get_mut(&key) else {
             continue; // the path's Lua code destroyed it
@@ -90,6 +98,13 @@ pub fn detect(tracker: &Tracker) -> ChangeSet {
             None => Stored::default(),
         };
         let dropped = stored.dropped.take();
+        if elapsed.is_some() || diags.is_some() {
+            var.stats.computed(elapsed, diags);
+        }
+        if stored.value_changed {
+            var.stats.change_count += 1;
+            any_changed = true;
+        }
         emit(var, stored, &mut out);
         if follow_children && !var.children.is_empty() {
             if let Some(current) = &var.current {
@@ -101,6 +116,11 @@ pub fn detect(tracker: &Tracker) -> ChangeSet {
         // A wrapper its constructor replaced: destroyed with no borrow held.
         if let Some(old) = dropped {
             super::wrapper::destroy_wrapper(&old);
+        }
+    }
+    if any_changed {
+        if let Ok(mut st) = tracker.state() {
+            st.change_count += 1;
         }
     }
     out

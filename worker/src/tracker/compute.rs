@@ -115,8 +115,30 @@ impl Tracker {
     /// Runs the path and, for a wrapped variable, the wrapper's constructor or re-sync (Lua code
     /// may run here; no borrow is held), then converts the result to value JSON.
     pub(crate) fn evaluate(&self, key: VarKey, job: Job) -> Result<Computed, Failure> {
+        self.clear_diags();
+        let result = self.evaluate_inner(key, job);
+        match &result {
+            Ok(c) => self.diag(1, || {
+                let mut text = format!("value: {}", super::path::describe_value(&c.lua));
+                if let Some(t) = &c.type_name {
+                    text.push_str(&format!(" (type {t})"));
+                }
+                text
+            }),
+            Err(f) => self.diag(1, || format!("failed: {}", f.description)),
+        }
+        result
+    }
+
+    fn evaluate_inner(&self, key: VarKey, job: Job) -> Result<Computed, Failure> {
         let raw = match job.source {
-            Source::Own(v) => v,
+            Source::Own(v) => {
+                self.diag(2, || "own value (no path)".to_string());
+                v
+            }
+            Source::Path(base, path) if self.diag_level() >= 2 => path
+                .read_traced(&base, &mut |step| self.diag(2, || step))
+                .map_err(Failure::as_path_failure)?,
             Source::Path(base, path) => path.read(&base).map_err(Failure::as_path_failure)?,
         };
         let Some(wrap) = job.wrap else {
@@ -129,6 +151,9 @@ impl Tracker {
         if let Some(prev) = previous {
             let type_name = (!prev.object.is_nil()).then(|| prev.type_name.clone());
             if same(&prev.raw_json, &raw_json) {
+                self.diag(1, || {
+                    format!("wrapper {}: value unchanged, kept", prev.type_name)
+                });
                 let stand_in = stand_in(&prev.object, &raw);
                 return finish(
                     self.objects(),
@@ -140,6 +165,9 @@ impl Tracker {
             }
             if !prev.object.is_nil() {
                 // The same wrapper, told of the new value (ui-engine's reuse rule).
+                self.diag(1, || {
+                    format!("wrapper {}: value changed, re-synced", prev.type_name)
+                });
                 self.resync_wrapper(key, &prev.object, &raw);
                 let stand_in = stand_in(&prev.object, &raw);
                 let state = WrapState { raw_json, ..prev };
@@ -160,14 +188,35 @@ impl Tracker {
             self.construct_wrapper(key, &wrap.type_name, &raw)
         };
         let object = match made {
-            Ok(object) if built => object,
+            Ok(object) if built => {
+                self.diag(1, || {
+                    format!(
+                        "wrapper {}: the value is already one; no wrapper",
+                        wrap.type_name
+                    )
+                });
+                object
+            }
             Ok(object) => {
+                self.diag(1, || match object.is_nil() {
+                    true => format!(
+                        "wrapper {}: new returned nil; the value stands for itself",
+                        wrap.type_name
+                    ),
+                    false => format!("wrapper {}: made by {}:new", wrap.type_name, wrap.type_name),
+                });
                 if object.is_nil() {
                     tracing::info!(target: "lua", var = key.id, "wrapper={}: new returned nil, so the value stands for itself", wrap.type_name);
                 }
                 object
             }
             Err(f) => {
+                self.diag(1, || {
+                    format!(
+                        "wrapper {}: new failed ({}); the value stands for itself",
+                        wrap.type_name, f.description
+                    )
+                });
                 tracing::warn!(target: "lua", var = key.id, "wrapper={} failed, so the value stands for itself: {}", wrap.type_name, f.description);
                 LuaValue::Nil
             }

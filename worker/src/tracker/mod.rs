@@ -9,6 +9,7 @@
 
 mod changes;
 mod compute;
+mod debug;
 mod failure;
 mod lua_api;
 mod objects;
@@ -27,7 +28,7 @@ use std::rc::Rc;
 
 use mlua::{Lua, Table, Value as LuaValue, WeakLua};
 use protocol::browser::{ObjectSnapshot, Properties, ServerMessage, VarId, VariableSnapshot};
-use protocol::ipc::{DebugVariable, TabId};
+use protocol::ipc::TabId;
 use protocol::Value;
 
 pub use changes::ChangeSet;
@@ -81,6 +82,8 @@ struct Inner {
     prototypes: RefCell<Option<Prototypes>>,
     /// `lua.ViewList` and `lua.ViewListItem`, once loaded (see [`viewlist`]).
     builtins: RefCell<Option<Table>>,
+    /// Compute times and diagnostics for the debug pages (see [`debug`]).
+    debug: debug::DebugState,
 }
 
 impl Tracker {
@@ -92,6 +95,7 @@ impl Tracker {
                 lua: lua.weak(),
                 prototypes: RefCell::new(None),
                 builtins: RefCell::new(None),
+                debug: debug::DebugState::default(),
             }),
         })
     }
@@ -490,31 +494,6 @@ impl Tracker {
     pub fn app_value(&self) -> Option<Value> {
         let app = self.app_object()?;
         value_json::to_json(self.objects(), &app).ok()
-    }
-
-    /// Every variable, parents before children.
-    pub fn debug_variables(&self) -> Vec<DebugVariable> {
-        let Ok(st) = self.state() else {
-            return Vec::new();
-        };
-        let mut out = Vec::with_capacity(st.vars.len());
-        let mut stack: Vec<VarKey> = st.roots.values().rev().copied().collect();
-        while let Some(key) = stack.pop() {
-            let Some(v) = st.vars.get(&key) else { continue };
-            out.push(DebugVariable {
-                id: v.key.id,
-                tab: v.key.owner,
-                parent_id: v.parent.map(|p| p.id),
-                path: v.path_text.clone(),
-                value: v.value.clone(),
-                properties: v.props.pairs(),
-                child_ids: v.children.iter().map(|c| c.id).collect(),
-                error: v.error.as_ref().map(|(_, d)| d.clone()),
-                access: v.access.as_str().to_string(),
-            });
-            stack.extend(v.children.iter().rev().copied());
-        }
-        out
     }
 }
 

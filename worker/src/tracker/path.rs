@@ -109,6 +109,29 @@ impl Path {
         Ok(current.unwrap_or_else(|| base.clone()))
     }
 
+    /// [`Path::read`] that tells `trace` what each step produced (diagnostics level 2; the
+    /// slower, uncached lookups do not matter there).
+    pub fn read_traced(
+        &self,
+        base: &LuaValue,
+        trace: &mut dyn FnMut(String),
+    ) -> Result<LuaValue, Failure> {
+        let mut current = base.clone();
+        for segment in &self.segments {
+            match step(&current, segment) {
+                Ok(next) => {
+                    trace(format!("{}: {}", describe(segment), describe_value(&next)));
+                    current = next;
+                }
+                Err(f) => {
+                    trace(format!("{}: failed: {}", describe(segment), f.description));
+                    return Err(f);
+                }
+            }
+        }
+        Ok(current)
+    }
+
     /// The field names as Lua strings (other segments hold nil), made once from the VM `base`
     /// lives in; `None` when there is no table to learn the VM from yet.
     fn keys(&self, base: &LuaValue) -> Option<&[LuaValue]> {
@@ -283,10 +306,18 @@ fn call_method(obj: &Table, name: &str, value: Option<LuaValue>) -> Result<LuaVa
 }
 
 /// The type name Lua's `type()` would give (mlua tells integers from floats).
-fn lua_type(v: &LuaValue) -> &'static str {
+pub(super) fn lua_type(v: &LuaValue) -> &'static str {
     match v {
         LuaValue::Integer(_) | LuaValue::Number(_) => "number",
         other => other.type_name(),
+    }
+}
+
+/// A value's Lua type, and its `type` when it is a table that has one.
+pub(super) fn describe_value(v: &LuaValue) -> String {
+    match v.as_table().and_then(super::value_json::table_type) {
+        Some(t) => format!("table {t}"),
+        None => lua_type(v).to_string(),
     }
 }
 

@@ -31,6 +31,8 @@ pub struct State {
     /// Wrappers of destroyed variables whose `destroy()` has yet to run (it runs once the
     /// borrow that removed them is released).
     pub dead_wrappers: Vec<LuaValue>,
+    /// Change-detection passes that found a changed value (ui-engine's `Tracker.ChangeCount`).
+    pub change_count: u64,
 }
 
 impl Default for State {
@@ -42,6 +44,7 @@ impl Default for State {
             next_server_id: -1,
             outbox: Vec::new(),
             dead_wrappers: Vec::new(),
+            change_count: 0,
         }
     }
 }

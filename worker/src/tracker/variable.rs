@@ -140,6 +140,8 @@ pub struct Variable {
     /// How many variables of this subtree (itself included) have a watcher: change
     /// detection skips subtrees where this is 0.
     pub subtree_watched: u32,
+    /// The debug pages' view of it (see [`super::debug`]).
+    pub stats: super::debug::VarStats,
 }
 
 impl Variable {
@@ -164,6 +166,7 @@ impl Variable {
             watchers: Vec::new(),
             fresh: Vec::new(),
             subtree_watched: 0,
+            stats: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! `create` / `wrapper` properties.
 
 mod create_wrapper;
+mod debug_listing;
 mod harness;
 mod prototype;
 mod reload;
