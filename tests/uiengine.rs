@@ -433,3 +433,68 @@ async fn the_variable_browser_shows_types_change_counts_times_and_diagnostics() 
     assert_eq!(status, 200);
     assert!(script.contains("changeCount") && script.contains("variables.json"));
 }
+
+#[tokio::test]
+async fn hot_reload_in_a_site_reruns_a_module_outside_lua_and_one_reached_by_a_symlink() {
+    let top = tempfile::tempdir().unwrap();
+    let site = top.path().join("site");
+    let write = |rel: &str, text: &str| {
+        let p = site.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    let greeter = |word: &str, mark: &str| {
+        format!(
+            "Greeter = session:prototype('Greeter', {{word = '{word}'}})
+             function Greeter:text() return self.word .. '{mark}' end
+             return Greeter"
+        )
+    };
+    // `require("apps.greet.app")` finds DIR/apps/greet/app.lua (DIR/lua has no such file),
+    // as ui-engine's require does; `lua/shout.lua` is a symlink to a file under common/.
+    write(
+        "lua/main.lua",
+        "local Greeter = require('apps.greet.app')
+         local app = Greeter:new({})
+         -- Looked up on every call: a reload replaces the module in package.loaded.
+         function app:loud() return require('shout').up(self:text()) end
+         session:createAppVariable(app)",
+    );
+    write("apps/greet/app.lua", &greeter("hello", "!"));
+    write(
+        "common/shout.lua",
+        "return {up = function(s) return s:upper() end}",
+    );
+    std::os::unix::fs::symlink(site.join("common/shout.lua"), site.join("lua/shout.lua")).unwrap();
+
+    let broker = Broker::start(&["--dir", site.to_str().unwrap(), "--hotload"]);
+    let id = broker.create_session().await;
+    let mut ws = connect(&broker, &id).await;
+    let msgs = exchange(
+        &mut ws,
+        user(vec![
+            path(2, 1, "text()?access=r"),
+            path(3, 1, "loud()?access=r"),
+        ]),
+    )
+    .await;
+    assert_eq!(last(&msgs, 2), Some(json!("hello!")));
+
+    // The module under apps/ re-runs: the prototype changes in place, the instance follows.
+    write("apps/greet/app.lua", &greeter("bonjour", "?"));
+    let update = recv_until(&mut ws, |m| {
+        m["type"] == "update" && m["data"]["varId"] == 2 && m["data"]["value"] == "bonjour?"
+    })
+    .await;
+    assert_eq!(update["data"]["value"], "bonjour?");
+
+    // Editing the symlink's target reloads the module that links to it.
+    write(
+        "common/shout.lua",
+        "return {up = function(s) return '<' .. s:upper() .. '>' end}",
+    );
+    recv_until(&mut ws, |m| {
+        m["type"] == "update" && m["data"]["varId"] == 3 && m["data"]["value"] == "<BONJOUR?>"
+    })
+    .await;
+}

@@ -11,7 +11,8 @@
 //! notify-debouncer-full: an event goes out once [`DEBOUNCE`] has passed since it happened,
 //! together with whatever else is due, and each batch becomes one `Reload`. (The full debouncer,
 //! not the mini one, because the filter above needs each event's kind.) What a change means is
-//! the worker's business: it re-executes `.lua` files it has loaded and re-sends viewdefs.
+//! the worker's business: it re-executes `.lua` files it has loaded (and not unloaded) and
+//! re-sends viewdefs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,20 +28,19 @@ use crate::broker::Broker;
 /// How long after a change it is reported (with the changes that came meanwhile).
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
-/// A watched directory and the prefix its files get in a `Reload` (the worker names Lua files
-/// relative to the app directory and viewdefs `viewdefs/<file>`).
-pub type Root = (PathBuf, &'static str);
-
-/// What to watch: the app directory, or with `--dir` the site's `lua` and `viewdefs`.
-pub fn roots(app_dir: &Path, site: Option<&crate::site::Site>) -> Vec<Root> {
+/// What to watch: the app directory, or with `--dir` the whole site (modules may live outside
+/// `lua/`, e.g. `apps/…`, and a symlink inside the site may lead anywhere in it). A `Reload`
+/// names files relative to it: the module keys the worker knows its loaded files by (it
+/// resolves symlinks the same way), and `viewdefs/<file>` for templates.
+pub fn root(app_dir: &Path, site: Option<&crate::site::Site>) -> PathBuf {
     match site {
-        Some(site) => vec![(site.lua_dir(), ""), (site.viewdefs_dir(), "viewdefs/")],
-        None => vec![(app_dir.to_path_buf(), "")],
+        Some(site) => site.root.clone(),
+        None => app_dir.to_path_buf(),
     }
 }
 
-/// Starts watching `roots` (those that exist); runs until the broker exits.
-pub fn watch(broker: Arc<Broker>, roots: Vec<Root>) -> notify::Result<()> {
+/// Starts watching `root` (if it exists); runs until the broker exits.
+pub fn watch(broker: Arc<Broker>, root: PathBuf) -> notify::Result<()> {
     let (tx, mut batches) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
     let mut debouncer =
         new_debouncer(
@@ -64,21 +64,15 @@ pub fn watch(broker: Arc<Broker>, roots: Vec<Root>) -> notify::Result<()> {
                 }
             },
         )?;
-    for (dir, _) in &roots {
-        if dir.is_dir() {
-            debouncer.watch(dir, RecursiveMode::Recursive)?;
-        }
+    if root.is_dir() {
+        debouncer.watch(&root, RecursiveMode::Recursive)?;
     }
     tokio::spawn(async move {
         let _keep_watching = debouncer;
         while let Some(paths) = batches.recv().await {
             let mut files: Vec<String> = paths
                 .iter()
-                .filter_map(|p| {
-                    roots
-                        .iter()
-                        .find_map(|(dir, prefix)| relative(dir, p).map(|r| format!("{prefix}{r}")))
-                })
+                .filter_map(|p| relative(&root, p))
                 .filter(|name| wanted(name))
                 .collect();
             files.sort();

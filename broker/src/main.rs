@@ -201,7 +201,7 @@ async fn run(startup: Startup) -> std::io::Result<()> {
                 "--hotload watches nothing: the built-in app is not on disk (use --lua-dir)"
             );
         } else if let Err(e) =
-            hotload::watch(broker.clone(), hotload::roots(app.path(), site.as_ref()))
+            hotload::watch(broker.clone(), hotload::root(app.path(), site.as_ref()))
         {
             tracing::error!("--hotload: cannot watch {}: {e}", app.path().display());
         }

@@ -94,8 +94,9 @@ pub enum BrokerToWorker {
         request: u64,
         diag_level: Option<u8>,
     },
-    /// App files changed on disk (`--hotload`), as paths relative to the app directory:
-    /// already-loaded `.lua` files are re-executed, changed viewdefs re-sent.
+    /// App files changed on disk (`--hotload`), as paths relative to the `--dir` site (the app
+    /// directory without one), symlinks resolved: already-loaded `.lua` files are re-executed,
+    /// changed viewdefs (`viewdefs/<file>`) re-sent.
     Reload {
         files: Vec<String>,
     },

@@ -163,17 +163,16 @@ impl LuaSession {
         (batches, self.backend.debug_listing())
     }
 
-    /// `--hotload` says `files` changed (app-relative paths): changed viewdefs are re-sent to
-    /// the tabs that have their type, then the changed `.lua` files this session has loaded
-    /// are re-executed (each a turn of its own, with `session.reloading` set), then one change
+    /// `--hotload` says `files` changed (relative to the site, or to the app directory without
+    /// `--dir`: module keys): changed viewdefs are re-sent to the tabs that have their type,
+    /// then the changed `.lua` files this session has loaded (and not unloaded) are re-executed (each a turn of its own, with `session.reloading` set), then one change
     /// detection pass (a turn of its own too). A file that fails is reported to every open tab
     /// as a timer's error is; the session keeps its previous definitions. Returns what each tab
     /// receives, in that order.
     pub fn reload(&mut self, files: &[String]) -> Vec<TabBatch> {
         let templates = self.backend.reload_viewdefs(files);
-        let loaded = self.loaded_files();
         let mut errors = Vec::new();
-        for file in files.iter().filter(|f| loaded.contains(f)) {
+        for file in files.iter().filter(|f| self.api.is_loaded(f)) {
             tracing::info!(file, "reloading");
             if let Err(e) = self.budget.turn(|| self.api.reload_file(&self.lua, file)) {
                 tracing::warn!(file, "reload failed: {e}");

@@ -6,15 +6,18 @@
 //! worker loop drives. Each piece keeps its state in Rust behind an `Rc<RefCell<…>>` shared with
 //! its Lua closures; no borrow is ever held while Lua runs.
 
+pub mod modules;
 pub mod prototype;
 pub mod require;
 pub mod timers;
 pub mod ui;
+pub mod versions;
 
 use std::path::Path;
 
 use mlua::{Lua, Table};
 
+pub use modules::Tracking;
 pub use prototype::Prototypes;
 pub use require::Modules;
 pub use timers::Timers;
@@ -25,23 +28,29 @@ pub struct Api {
     prototypes: Prototypes,
     modules: Modules,
     timers: Timers,
+    tracking: Tracking,
 }
 
 /// Installs `EMPTY`, `ui`, `require` (with `package.loaded`) and the `session` methods
-/// `prototype`, `create`, `setTimeout`, `setInterval`, `setImmediate` and their `clear…`
-/// counterparts. `ui.log` lines carry `ids`. Nothing here starts a turn: the caller runs
+/// `prototype`, `create`, `removePrototype`, `unloadModule`, `unloadDirectory`, `newVersion`,
+/// `getVersion`, `needsMutation`, `setTimeout`, `setInterval`, `setImmediate` and their
+/// `clear…` counterparts. `ui.log` lines carry `ids`. Nothing here starts a turn: the caller runs
 /// `main.lua`, reloads and timer callbacks inside one.
 pub fn install(lua: &Lua, session: &Table, app_dir: &Path, ids: LogIds) -> mlua::Result<Api> {
     ui::install(lua, ids)?;
-    let prototypes = Prototypes::install(lua, session)?;
+    let tracking = Tracking::default();
+    let prototypes = Prototypes::install(lua, session, tracking.clone())?;
     let ui: Table = lua.globals().raw_get("ui")?;
     prototypes.install_registration(lua, &ui)?;
-    let modules = Modules::install(lua, session, app_dir)?;
+    let modules = Modules::install(lua, session, app_dir, tracking.clone())?;
+    modules::install(lua, session, &modules, &prototypes, &tracking)?;
+    versions::install(lua, session)?;
     let timers = Timers::install(lua, session)?;
     Ok(Api {
         prototypes,
         modules,
         timers,
+        tracking,
     })
 }
 
@@ -68,6 +77,16 @@ impl Api {
     /// directory, in the order they were first loaded: what hot reload may re-run.
     pub fn loaded_files(&self) -> Vec<String> {
         self.modules.loaded_files()
+    }
+
+    /// Whether `name` (a module key, app path or module name) is a loaded file.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.modules.is_loaded(name)
+    }
+
+    /// Which module registered what.
+    pub fn tracking(&self) -> &Tracking {
+        &self.tracking
     }
 
     /// Lets symlinked app files lead anywhere inside `dir` (see [`Modules::confine_to`]).

@@ -5,7 +5,8 @@
 //! - The registry is keyed by `name` alone (dotted names welcome); globals are never consulted,
 //!   so re-declaring finds the same prototype however the app stores it.
 //! - First declaration: the prototype *is* `init` (or `{}`), with `type = name`,
-//!   `__index = itself`, metatable `base` (none without one) and a default `:new(inst)`
+//!   `__index = itself`, metatable `base` (without one: the prototype declared as `Object`, if
+//!   any, as in ui-engine; else none) and a default `:new(inst)`
 //!   (`session:create(self, inst)`) unless it has a `new`. A field whose init value is `EMPTY` is
 //!   declared (remembered) but starts nil: it is removed from the prototype table.
 //! - Re-declaration: the same table is updated in place (new defaults reach existing instances
@@ -28,6 +29,8 @@ use std::rc::Rc;
 
 use mlua::{Function, Lua, Table, Value};
 
+use super::modules::Tracking;
+
 /// How deep `init` tables are compared for "changed": deeper (or cyclic) defaults count as
 /// changed, which at worst runs `mutate` once more than needed.
 const COMPARE_DEPTH: usize = 16;
@@ -47,6 +50,8 @@ struct State {
     pending: Vec<Mutation>,
     /// Creation number of the next instance: mutations visit instances in creation order.
     next_instance: i64,
+    /// Notes which module declared or registered what (see [`super::modules`]).
+    tracking: Tracking,
 }
 
 struct Entry {
@@ -65,7 +70,7 @@ struct Mutation {
 
 impl Prototypes {
     /// Sets the `EMPTY` global and `session.prototype` / `session.create`.
-    pub fn install(lua: &Lua, session: &Table) -> mlua::Result<Prototypes> {
+    pub fn install(lua: &Lua, session: &Table, tracking: Tracking) -> mlua::Result<Prototypes> {
         let empty = lua.create_table()?;
         let empty_mt = lua.create_table()?;
         empty_mt.raw_set(
@@ -91,6 +96,7 @@ impl Prototypes {
             registered: HashMap::new(),
             pending: Vec::new(),
             next_instance: 1,
+            tracking,
         })));
 
         let me = this.clone();
@@ -166,12 +172,25 @@ impl Prototypes {
             ui.raw_set(
                 method,
                 lua.create_function(move |_, (name, class): (String, Table)| {
-                    me.0.borrow_mut().registered.insert(name, class);
+                    let (known, tracking) = {
+                        let mut state = me.0.borrow_mut();
+                        let known = state.registered.insert(name.clone(), class).is_some();
+                        (known, state.tracking.clone())
+                    };
+                    if !known {
+                        tracking.note_class(&name);
+                    }
                     Ok(())
                 })?,
             )?;
         }
         Ok(())
+    }
+
+    /// Forgets the class registered as `name` with `ui.registerWrapper` / `registerPresenter`
+    /// (`session:unloadModule`).
+    pub fn unregister(&self, name: &str) {
+        self.0.borrow_mut().registered.remove(name);
     }
 
     /// The fields the latest declaration of `name` declared (`EMPTY` ones included), sorted.
@@ -201,13 +220,26 @@ impl Prototypes {
             None => lua.create_table()?,
         };
         let snapshot = shallow_copy(lua, &init)?;
-        let (empty, default_new, existing) = {
+        let (empty, default_new, existing, base, tracking) = {
             let state = self.0.borrow();
             let existing = state
                 .protos
                 .get(&name)
                 .map(|e| (e.proto.clone(), e.init.clone()));
-            (state.empty.clone(), state.default_new.clone(), existing)
+            // ui-engine: without a base, a declared `Object` prototype is the base.
+            let base = base.or_else(|| {
+                (name != "Object")
+                    .then(|| state.protos.get("Object").map(|e| e.proto.clone()))
+                    .flatten()
+            });
+            let tracking = state.tracking.clone();
+            (
+                state.empty.clone(),
+                state.default_new.clone(),
+                existing,
+                base,
+                tracking,
+            )
         };
 
         let proto = match existing {
@@ -227,6 +259,7 @@ impl Prototypes {
                         instances,
                     },
                 );
+                tracking.note_prototype(&name);
                 init
             }
             Some((proto, old)) => {

@@ -13,6 +13,10 @@
 //! - Chunks are named `@a/b.lua`, so errors read `a/b.lua:3: …`. A module whose chunk fails is
 //!   not cached: the next `require` tries again. Like stock Lua, a module chunk receives its name
 //!   and its file path as `...`. Files are loaded as text only: bytecode could corrupt the VM.
+//! - With `--dir`, a module the app's `lua/` directory lacks is looked up in the site
+//!   directory itself (`require("apps.x.app")` → `DIR/apps/x/app.lua`), as ui-engine does.
+//! - Every file run is a module for [`super::modules`]: what it registers is noted as its own,
+//!   under its key (its path relative to the site, symlinks resolved).
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -22,6 +26,7 @@ use std::rc::Rc;
 use mlua::chunk::ChunkMode;
 use mlua::{IntoLuaMulti, Lua, Table, Value};
 
+use super::modules::Tracking;
 use super::prototype::Prototypes;
 
 /// The app's loaded files and module cache; cheap to clone (a shared handle).
@@ -41,18 +46,29 @@ struct State {
     loading: HashSet<String>,
     /// Files run so far, in the order they finished loading.
     files: Vec<LoadedFile>,
+    /// Which running file registers what (see [`super::modules`]).
+    tracking: Tracking,
 }
 
 struct LoadedFile {
-    /// Relative to the app directory, `/`-separated.
+    /// As it was found: relative to the app directory (or, for a module found only in the
+    /// `--dir` site, relative to the site), `/`-separated.
     path: String,
+    /// Its module key: relative to the site (the app directory without `--dir`), symlinks
+    /// resolved; what hot reload names it by.
+    key: String,
     /// The module name it was required as; `None` for `main.lua`.
     module: Option<String>,
 }
 
 impl Modules {
     /// Sets the `require` and `package` globals for the app in `app_dir`.
-    pub fn install(lua: &Lua, session: &Table, app_dir: &Path) -> mlua::Result<Modules> {
+    pub fn install(
+        lua: &Lua,
+        session: &Table,
+        app_dir: &Path,
+        tracking: Tracking,
+    ) -> mlua::Result<Modules> {
         // A missing app directory stays as given: every load then fails with "not found".
         let root = app_dir
             .canonicalize()
@@ -68,6 +84,7 @@ impl Modules {
             loaded,
             loading: HashSet::new(),
             files: Vec::new(),
+            tracking,
         })));
         let me = this.clone();
         lua.globals().raw_set(
@@ -97,9 +114,57 @@ impl Modules {
     /// Runs the app file `rel_path` (not as a module) and records it as loaded.
     pub fn load_file(&self, lua: &Lua, rel_path: &str) -> mlua::Result<Value> {
         let rel = normalize(rel_path).map_err(mlua::Error::runtime)?;
-        let value = self.run(lua, &rel, ())?;
-        self.record(rel, None);
+        let (value, key) = self.run(lua, &rel, ())?;
+        self.record(rel, key, None);
         Ok(value)
+    }
+
+    /// The loaded file `name` names: its module key, its path, or its module name.
+    fn find(files: &[LoadedFile], name: &str) -> Option<usize> {
+        let path = normalize(name).ok();
+        files.iter().position(|f| {
+            f.key == name
+                || Some(&f.path) == path.as_ref()
+                || Some(&f.key) == path.as_ref()
+                || f.module.as_deref() == Some(name)
+        })
+    }
+
+    /// Whether `name` (a module key, path or module name) is a loaded file: what hot reload
+    /// re-runs.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        Modules::find(&self.0.borrow().files, name).is_some()
+    }
+
+    /// `session:unloadModule`'s part here: forgets the loaded file `name` names, and its
+    /// `package.loaded` entry, so that the next `require` runs it again. Its key, if there
+    /// was one.
+    pub fn forget(&self, name: &str) -> mlua::Result<Option<String>> {
+        let (file, loaded) = {
+            let mut state = self.0.borrow_mut();
+            let Some(i) = Modules::find(&state.files, name) else {
+                return Ok(None);
+            };
+            (state.files.remove(i), state.loaded.clone())
+        };
+        if let Some(module) = &file.module {
+            loaded.raw_set(module.as_str(), Value::Nil)?;
+        }
+        Ok(Some(file.key))
+    }
+
+    /// The keys of the loaded files under `dir` (a directory of the site or of the app
+    /// directory; subdirectories included), in load order.
+    pub fn keys_under(&self, dir: &str) -> Vec<String> {
+        let dir = dir.trim_start_matches("./").trim_end_matches('/');
+        let under = |p: &str| dir.is_empty() || dir == "." || p.starts_with(&format!("{dir}/"));
+        self.0
+            .borrow()
+            .files
+            .iter()
+            .filter(|f| under(&f.key) || under(&f.path))
+            .map(|f| f.key.clone())
+            .collect()
     }
 
     fn require(&self, lua: &Lua, name: String) -> mlua::Result<Value> {
@@ -118,8 +183,8 @@ impl Modules {
         self.0.borrow_mut().loading.insert(name.clone());
         let ran = self.run(lua, &file, (name.as_str(), file.as_str()));
         self.0.borrow_mut().loading.remove(&name);
-        let value = match ran {
-            Ok(value) => value,
+        let (value, key) = match ran {
+            Ok(ran) => ran,
             Err(e) => {
                 loaded.raw_set(name.as_str(), Value::Nil)?;
                 return Err(e);
@@ -130,29 +195,44 @@ impl Modules {
         } else if loaded.raw_get::<Value>(name.as_str())?.is_nil() {
             loaded.raw_set(name.as_str(), true)?;
         }
-        self.record(file, Some(name.clone()));
+        self.record(file, key, Some(name.clone()));
         loaded.raw_get(name.as_str())
     }
 
-    /// Runs `rel` (already normalized) as a chunk named `@rel`; its first result.
-    fn run(&self, lua: &Lua, rel: &str, args: impl IntoLuaMulti) -> mlua::Result<Value> {
-        let (root, confine) = {
+    /// Runs `rel` (already normalized) as a chunk named `@rel`, as the module whose
+    /// registrations [`Tracking`] notes; its first result and its module key.
+    fn run(&self, lua: &Lua, rel: &str, args: impl IntoLuaMulti) -> mlua::Result<(Value, String)> {
+        let (root, confine, tracking) = {
             let state = self.0.borrow();
-            (state.root.clone(), state.confine.clone())
+            (
+                state.root.clone(),
+                state.confine.clone(),
+                state.tracking.clone(),
+            )
         };
         let path = resolve(&root, &confine, rel).map_err(mlua::Error::runtime)?;
+        let key = path
+            .strip_prefix(&confine)
+            .ok()
+            .and_then(|p| p.to_str())
+            .map(|p| p.replace(std::path::MAIN_SEPARATOR, "/"))
+            .unwrap_or_else(|| rel.to_string());
         let source = std::fs::read(&path)
             .map_err(|e| mlua::Error::runtime(format!("cannot read {rel}: {e}")))?;
-        lua.load(source)
+        tracking.enter(&key);
+        let ran = lua
+            .load(source)
             .set_name(format!("@{rel}"))
             .set_mode(ChunkMode::Text)
-            .call(args)
+            .call(args);
+        tracking.leave();
+        Ok((ran?, key))
     }
 
-    fn record(&self, path: String, module: Option<String>) {
+    fn record(&self, path: String, key: String, module: Option<String>) {
         let mut state = self.0.borrow_mut();
-        if !state.files.iter().any(|f| f.path == path) {
-            state.files.push(LoadedFile { path, module });
+        if !state.files.iter().any(|f| f.key == key) {
+            state.files.push(LoadedFile { path, key, module });
         }
     }
 }
@@ -167,17 +247,19 @@ pub fn reload_file(
     prototypes: &Prototypes,
     rel_path: &str,
 ) -> mlua::Result<()> {
-    let rel = normalize(rel_path).map_err(mlua::Error::runtime)?;
-    let (session, loaded, module) = {
+    normalize(rel_path).map_err(mlua::Error::runtime)?;
+    let (session, loaded, rel, module) = {
         let state = modules.0.borrow();
-        let Some(file) = state.files.iter().find(|f| f.path == rel) else {
+        let Some(i) = Modules::find(&state.files, rel_path) else {
             return Err(mlua::Error::runtime(format!(
-                "{rel} has not been loaded, so it cannot be reloaded"
+                "{rel_path} has not been loaded, so it cannot be reloaded"
             )));
         };
+        let file = &state.files[i];
         (
             state.session.clone(),
             state.loaded.clone(),
+            file.path.clone(),
             file.module.clone(),
         )
     };
@@ -187,7 +269,7 @@ pub fn reload_file(
         None => modules.run(lua, &rel, ()),
     };
     session.raw_set("reloading", false)?;
-    if let (Ok(value), Some(name)) = (&ran, &module) {
+    if let (Ok((value, _)), Some(name)) = (&ran, &module) {
         if !value.is_nil() {
             loaded.raw_set(name.as_str(), value)?;
         }
@@ -234,13 +316,19 @@ fn normalize(rel: &str) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
-/// The canonical file for `rel` (under `root`), which must exist and lie inside `confine` once
-/// symlinks are resolved.
+/// The canonical file for `rel` (under `root`; with a site around the app directory, under
+/// the site when `root` has no such file, as ui-engine's `require` looks in its lua directory
+/// and then its base directory), which must exist and lie inside `confine` once symlinks are
+/// resolved.
 fn resolve(root: &Path, confine: &Path, rel: &str) -> Result<PathBuf, String> {
-    let path = root
-        .join(rel)
-        .canonicalize()
-        .map_err(|e| format!("cannot open {rel}: {e}"))?;
+    let path = match root.join(rel).canonicalize() {
+        Ok(path) => path,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && confine != root => confine
+            .join(rel)
+            .canonicalize()
+            .map_err(|_| format!("cannot open {rel}: {e}"))?,
+        Err(e) => return Err(format!("cannot open {rel}: {e}")),
+    };
     if !path.starts_with(confine) {
         return Err(format!("{rel} leads outside the app directory"));
     }

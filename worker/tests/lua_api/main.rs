@@ -5,6 +5,7 @@
 mod create_wrapper;
 mod debug_listing;
 mod harness;
+mod modules;
 mod prototype;
 mod reload;
 mod require;
