@@ -34,6 +34,10 @@ impl Site {
         self.root.join("lua")
     }
 
+    pub fn viewdefs_dir(&self) -> PathBuf {
+        self.root.join("viewdefs")
+    }
+
     /// `DIR/html`, when the site has a frontend of its own.
     pub fn html_dir(&self) -> Option<PathBuf> {
         let html = self.root.join("html");
