@@ -10,8 +10,8 @@
 //! grow and shrink, classes and attributes that follow state, a viewdef edited in place, the
 //! switch to the tree and back, a crash; and an app made for the test covers the other
 //! bindings (textarea, select, contenteditable, ui-html, ui-style, key modifiers, ui-view
-//! namespaces, `?itemWrapper=` rows, the built-in `lua.ViewList` template, a web component)
-//! and the destroy of a view's variables.
+//! namespaces, `?itemWrapper=` rows, the built-in `lua.ViewList` template, a web component),
+//! the destroy of a view's variables, and the debug variable browser of that session.
 //!
 //! Chromium and chromedriver are required (`.ci/run` installs them: `apt-get install chromium
 //! chromium-driver`); without them the test fails, it never skips. Every wait is a WebDriver
@@ -775,6 +775,53 @@ async fn every_binding_reaches_lua_and_back() {
 
     let errors = page.find_all(Locator::Css("#lb-errors > *")).await.unwrap();
     assert!(errors.is_empty(), "error banners: {}", errors.len());
+
+    // The variable browser (--debug-pages), in a second tab so this one keeps its variables:
+    // the app's type, the greeting's change count (Ada → Ada Lovelace → Grace), the tree, and
+    // the diagnostics of a row once a level is chosen.
+    let app_tab = page.window().await.unwrap();
+    let browser_tab = page.new_window(true).await.unwrap();
+    page.switch_to_window(browser_tab.handle).await.unwrap();
+    page.goto(&widgets.url(&format!("/{session}/variables")))
+        .await
+        .unwrap();
+    wait_for_xpath(
+        &page,
+        "//tr[td[@class='col-id'][.='1']]/td[@class='col-type'][.='Form']",
+    )
+    .await;
+    wait_for_xpath(
+        &page,
+        "//tr[td[@class='col-path'][.='greeting()']]/td[@class='col-changes'][number(.) >= 2]",
+    )
+    .await;
+    wait_for(&page, "input[name=view][value=tree]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for_xpath(
+        &page,
+        "//td[@class='col-path']/span[@class='toggle'][.='▼']",
+    )
+    .await;
+    wait_for(&page, "select#diag option[value=\"1\"]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(&page, "button.diag-btn")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for_xpath(
+        &page,
+        "//tr[@class='diag-row']//li[starts-with(., 'value: ')]",
+    )
+    .await;
+    page.close_window().await.unwrap();
+    page.switch_to_window(app_tab).await.unwrap();
     page.close().await.unwrap();
 }
 
