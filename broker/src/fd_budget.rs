@@ -2,8 +2,11 @@
 //! admission refuses (a prompt `503` with `Retry-After`) *before* a limit is hit, instead of
 //! `accept` failing, worker connections never arriving and requests hanging.
 //!
-//! Counting `/proc/self/fd` costs a directory walk over every open descriptor, too much for
-//! each request. So a background task counts every [`RECOUNT_EVERY`], and between counts each
+//! The count comes from `stat("/proc/self/fd")`, whose size is the number of open descriptors
+//! (Linux ≥ 6.2: a popcount of the descriptor table, microseconds however many are open). Older
+//! kernels report 0 there, and then the count walks the directory, which costs a `readdir` entry
+//! and a dentry per descriptor (tens of milliseconds at 20,000: O(live sessions) per count).
+//! Either way a background task counts every [`RECOUNT_EVERY`], and between counts each
 //! admission adds what it will cost ([`SESSION_COST`], [`TAB_COST`]): the estimate errs on the
 //! side of refusing. A reserve stays free for what must still work at the limit (the refusing
 //! `503`s themselves, `/healthz`, logs, spawning a worker for a session already admitted).
@@ -104,8 +107,8 @@ impl FdBudget {
         budget
     }
 
-    /// Counts again, every [`RECOUNT_EVERY`], forever (on a blocking thread: the walk over
-    /// `/proc/self/fd` is a few milliseconds at 20,000 descriptors).
+    /// Counts again, every [`RECOUNT_EVERY`], forever (on a blocking thread, for the kernels
+    /// where counting walks `/proc/self/fd`).
     pub fn keep_counting(self: &Arc<Self>) {
         let budget = self.clone();
         tokio::spawn(async move {
@@ -120,9 +123,7 @@ impl FdBudget {
     }
 
     fn recount(&self) {
-        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-            // Less one: the directory handle itself.
-            let open = dir.count().saturating_sub(1) as u64;
+        if let Some(open) = open_descriptors() {
             self.counted.store(open, Ordering::Relaxed);
             self.since.store(0, Ordering::Relaxed);
         }
@@ -222,6 +223,19 @@ fn reserve_for(limit: u64) -> u64 {
     (limit / 20).clamp(32, 1024)
 }
 
+/// Descriptors this process has open.
+fn open_descriptors() -> Option<u64> {
+    // Linux ≥ 6.2 reports the count as the directory's size; no descriptor is opened for it.
+    match std::fs::metadata("/proc/self/fd").map(|m| m.len()) {
+        Ok(n) if n > 0 => Some(n),
+        _ => {
+            let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+            // Less one: the directory handle itself.
+            Some(dir.count().saturating_sub(1) as u64)
+        }
+    }
+}
+
 fn read_u64(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -274,6 +288,24 @@ mod tests {
         b.processes.store(1_000, Ordering::Relaxed);
         assert_eq!(b.admit_session(), Err(Short::Processes));
         assert_eq!(b.admit_tab(), Ok(()), "a tab needs no process");
+    }
+
+    #[test]
+    fn the_count_follows_descriptors_opened_and_closed() {
+        // Other test threads open files too, so compare with a margin rather than exactly.
+        let before = open_descriptors().unwrap();
+        let files: Vec<File> = (0..200).map(|_| File::open("/dev/null").unwrap()).collect();
+        let during = open_descriptors().unwrap();
+        assert!(
+            during >= before + 150,
+            "{before} before, {during} with 200 more open"
+        );
+        drop(files);
+        let after = open_descriptors().unwrap();
+        assert!(
+            after + 150 <= during,
+            "{during} with 200 open, {after} after"
+        );
     }
 
     #[test]

@@ -27,6 +27,11 @@ use crate::session::{close, Attached, Lifecycle, Session, TabOut};
 /// error instead of a dropped connection; past this the transport closes with 1009.
 const TRANSPORT_FRAME_LIMIT: usize = 4 * MAX_BROWSER_FRAME;
 
+/// Bytes read from a tab's socket at a time. tungstenite's default (128 KiB) zero-fills that
+/// much before every read: 128 KiB of resident memory per tab and a 128 KiB memset per
+/// message. Larger frames still arrive whole (the buffer grows to the frame's length).
+const READ_BUFFER: usize = 8 * 1024;
+
 pub async fn upgrade(
     State(broker): State<Arc<Broker>>,
     Path(id): Path<String>,
@@ -51,6 +56,7 @@ pub async fn upgrade(
     }
     ws.max_message_size(TRANSPORT_FRAME_LIMIT)
         .max_frame_size(TRANSPORT_FRAME_LIMIT)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| serve_tab(socket, broker, session))
 }
 

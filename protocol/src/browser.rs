@@ -156,7 +156,25 @@ pub struct ClientFrame {
 
 /// Parses one WebSocket text frame: `{"userEvent": b, "messages": [...]}`, a bare array of
 /// messages, or a single message object. A frame that is not one of those is refused whole.
+///
+/// Frames read straight into typed messages (`browser_json`); one with anything unusual in it
+/// (a refusal to word, a repeated key, a property that is not a string) is read again by the
+/// general parser below, which gives every frame its meaning.
 pub fn parse_frame(text: &str) -> Result<ClientFrame, MessageError> {
+    if text.len() <= MAX_BROWSER_FRAME {
+        if let Some(fast) = crate::browser_json::frame(text) {
+            return Ok(ClientFrame {
+                user_event: fast.user_event,
+                messages: fast.messages.into_iter().map(Ok).collect(),
+            });
+        }
+    }
+    parse_frame_generally(text)
+}
+
+/// The general parser: a `serde_json::Value` tree, then each message on its own. Public so
+/// that the property tests can hold [`parse_frame`] to it; use [`parse_frame`].
+pub fn parse_frame_generally(text: &str) -> Result<ClientFrame, MessageError> {
     if text.len() > MAX_BROWSER_FRAME {
         return Err(MessageError {
             var_id: None,
@@ -383,12 +401,12 @@ impl ServerMessage {
 }
 
 /// Encodes messages for one tab as the text of one WebSocket frame: one message as a bare
-/// object, two or more as an array. (`codec::encode_frame` is the other wire: bincode.)
+/// object, two or more as an array; written straight to text, the same text as
+/// [`ServerMessage::to_json`] gives. (`codec::encode_frame` is the other wire: bincode.)
 pub fn encode_text(messages: &[ServerMessage]) -> String {
-    match messages {
-        [one] => one.to_json().to_string(),
-        many => Json::Array(many.iter().map(ServerMessage::to_json).collect()).to_string(),
-    }
+    // Writing JSON into a String fails only for map keys that are not strings; ours are.
+    serde_json::to_string(&crate::browser_json::Frame(messages))
+        .expect("server messages always encode")
 }
 
 #[cfg(test)]

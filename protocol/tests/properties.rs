@@ -7,8 +7,8 @@ use bytes::BytesMut;
 use luabroker_protocol as protocol;
 use proptest::prelude::*;
 use protocol::browser::{
-    encode_text, parse_frame, ClientMessage, ErrorCode, ObjectSnapshot, ServerMessage,
-    VariableSnapshot,
+    encode_text, parse_frame, parse_frame_generally, ClientMessage, ErrorCode, ObjectSnapshot,
+    ServerMessage, VariableSnapshot,
 };
 use protocol::codec::{decode_payload, encode_frame as encode_ipc_frame, CodecError, FrameCodec};
 use protocol::ipc::{
@@ -123,6 +123,115 @@ fn json() -> impl Strategy<Value = Json> {
                 .prop_map(|pairs| Json::Object(pairs.into_iter().collect::<Map<_, _>>())),
         ]
     })
+}
+
+/// Words the frame parser looks for, as keys and as `type`s.
+const WORDS: [&str; 19] = [
+    "type",
+    "data",
+    "id",
+    "varId",
+    "varIds",
+    "objIds",
+    "parentId",
+    "value",
+    "properties",
+    "messages",
+    "userEvent",
+    "nowatch",
+    "unbound",
+    "obj",
+    "create",
+    "update",
+    "watch",
+    "get",
+    "getObjects",
+];
+
+/// JSON text as a tab could write it: repeated keys, escapes, lone surrogates, integers
+/// written as floats, numbers past i64 (what a `Json` value cannot even hold).
+fn json_text() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("null".to_string()),
+        Just("true".to_string()),
+        Just("false".to_string()),
+        any::<i64>().prop_map(|i| i.to_string()),
+        any::<u64>().prop_map(|u| u.to_string()),
+        any::<f64>()
+            .prop_filter("JSON numbers are finite", |f| f.is_finite())
+            .prop_map(|f| Json::from(f).to_string()),
+        prop::sample::select(vec!["1.0", "-0", "1e3", "-1.5e-7", "18446744073709551616"])
+            .prop_map(String::from),
+        ".{0,6}".prop_map(|s| Json::String(s).to_string()),
+        prop::sample::select(vec![
+            r#""\ud800""#,
+            r#""cre\u0061te""#,
+            r#""a\"b""#,
+            r#""\n""#
+        ])
+        .prop_map(String::from),
+        prop::sample::select(WORDS.to_vec()).prop_map(|w| format!("\"{w}\"")),
+    ];
+    leaf.prop_recursive(6, 64, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6)
+                .prop_map(|items| format!("[{}]", items.join(","))),
+            prop::collection::vec((json_key(), inner), 0..6).prop_map(|pairs| object_text(&pairs)),
+        ]
+    })
+}
+
+fn json_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(WORDS.to_vec()).prop_map(String::from),
+        ".{0,4}",
+    ]
+}
+
+fn object_text(pairs: &[(String, String)]) -> String {
+    let fields: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Json::String(k.clone())))
+        .collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+/// A message as text: a known `type` and `data` fields a parser reads, each with any JSON,
+/// sometimes twice; so that most of them are valid, or nearly.
+fn message_text() -> impl Strategy<Value = String> {
+    let string = || ".{0,4}".prop_map(|s| Json::String(s).to_string());
+    let field = prop_oneof![
+        (
+            prop::sample::select(vec!["id", "varId", "parentId"]).prop_map(String::from),
+            any::<i64>().prop_map(|i| i.to_string())
+        ),
+        (
+            prop::sample::select(vec!["varIds", "objIds"]).prop_map(String::from),
+            prop::collection::vec(any::<i64>(), 0..4).prop_map(|ids| format!("{ids:?}"))
+        ),
+        (
+            Just("properties".to_string()),
+            prop::collection::vec((json_key(), string()), 0..4)
+                .prop_map(|pairs| object_text(&pairs))
+        ),
+        (json_key(), json_text()),
+    ];
+    (
+        prop::sample::select(vec![
+            "create",
+            "update",
+            "destroy",
+            "watch",
+            "unwatch",
+            "get",
+            "getObjects",
+            "nope",
+        ]),
+        prop::collection::vec(field, 0..6),
+    )
+        .prop_map(|(kind, fields)| {
+            format!(r#"{{"type":"{kind}","data":{}}}"#, object_text(&fields))
+        })
 }
 
 fn properties() -> impl Strategy<Value = Vec<(String, String)>> {
@@ -536,6 +645,36 @@ proptest! {
             Json::Array(a) => prop_assert_eq!(a.len(), messages.len()),
             other => prop_assert!(false, "not a frame: {other}"),
         }
+    }
+
+    /// The fast frame reader and the general parser agree on any text: the same messages, the
+    /// same refusals with the same words.
+    #[test]
+    fn the_fast_reader_agrees_with_the_general_parser(
+        text in prop_oneof![
+            json_text(),
+            prop::collection::vec(message_text(), 0..4)
+                .prop_map(|m| format!("[{}]", m.join(","))),
+            (json_text(), prop::collection::vec(message_text(), 0..4)).prop_map(|(ue, m)| {
+                format!(r#"{{"userEvent":{ue},"messages":[{}]}}"#, m.join(","))
+            }),
+            message_text(),
+        ]
+    ) {
+        prop_assert_eq!(parse_frame(&text), parse_frame_generally(&text), "{}", text);
+    }
+
+    /// What the broker writes to a tab is the text of the messages' value JSON, written
+    /// directly instead of through a `serde_json::Value`.
+    #[test]
+    fn server_frames_are_their_json_values(
+        messages in prop::collection::vec(server_message(), 1..4),
+    ) {
+        let expected = match messages.as_slice() {
+            [one] => one.to_json().to_string(),
+            many => Json::Array(many.iter().map(ServerMessage::to_json).collect()).to_string(),
+        };
+        prop_assert_eq!(encode_text(&messages), expected);
     }
 
     /// Every broker→worker message survives the codec, however the socket cuts it up.
