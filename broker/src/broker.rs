@@ -169,14 +169,14 @@ impl Broker {
         }
     }
 
-    /// Pings every worker; one that does not answer in time is killed and reported as a crash.
-    pub async fn ping_all(&self, seq: u64, timeout: Duration) {
-        let pings = self.server.workers().into_iter().map(|w| async move {
-            if !w.ping(seq, timeout).await {
+    /// One liveness round, every `timeout`: a worker that has not answered the previous
+    /// round's ping is killed and reported as a crash; every other one gets a new ping.
+    pub fn ping_all(&self, seq: u64, timeout: Duration) {
+        for w in self.server.workers() {
+            if !w.ping_round(seq) {
                 w.kill(format!("no answer to a liveness ping within {timeout:?}"));
             }
-        });
-        futures_util::future::join_all(pings).await;
+        }
     }
 
     /// Shutdown: every session is destroyed at once, tabs closed with 1001; spares go too.

@@ -28,6 +28,7 @@ mod session;
 mod shutdown;
 mod site;
 mod spawner;
+mod unattended;
 mod variable_browser;
 mod worker_handle;
 mod worker_socket;
@@ -276,8 +277,7 @@ async fn maintain(broker: Arc<Broker>) {
             if last_ping.elapsed() >= timeout {
                 last_ping = tokio::time::Instant::now();
                 seq += 1;
-                let pinging = broker.clone();
-                tokio::spawn(async move { pinging.ping_all(seq, timeout).await });
+                broker.ping_all(seq, timeout);
             }
         }
     }

@@ -17,6 +17,7 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::metrics::metrics;
 use crate::server::StartError;
 use crate::session::{EndCause, Session};
+use crate::unattended::Unattended;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -32,6 +33,8 @@ pub enum CreateError {
 
 pub struct SessionManager {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Published sessions without a tab, by deadline (what culling looks at).
+    unattended: Arc<Unattended>,
     next_vended: AtomicU64,
     creating: AtomicUsize,
     closing: AtomicBool,
@@ -60,6 +63,7 @@ impl SessionManager {
     pub fn new(max_sessions: usize, max_pending: usize) -> SessionManager {
         SessionManager {
             sessions: Mutex::default(),
+            unattended: Unattended::new(),
             next_vended: AtomicU64::new(1),
             creating: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
@@ -101,10 +105,11 @@ impl SessionManager {
         }
         Ok(Reservation {
             _pending: pending,
-            session: Arc::new(Session::new(
+            session: Session::new(
                 new_session_id(),
                 self.next_vended.fetch_add(1, Ordering::Relaxed),
-            )),
+                self.unattended.clone(),
+            ),
             started,
         })
     }
@@ -117,6 +122,7 @@ impl SessionManager {
         }
         let session = reservation.session.clone();
         self.lock().insert(session.id.clone(), session.clone());
+        session.start_waiting();
         metrics().sessions_created.inc();
         metrics()
             .session_creation_seconds
@@ -133,7 +139,11 @@ impl SessionManager {
     }
 
     pub fn remove(&self, id: &str) -> Option<Arc<Session>> {
-        self.lock().remove(id)
+        let session = self.lock().remove(id);
+        if let Some(s) = &session {
+            s.stop_waiting();
+        }
+        session
     }
 
     pub fn live(&self) -> usize {
@@ -168,17 +178,28 @@ impl SessionManager {
         self.lock().values().cloned().collect()
     }
 
-    /// Sessions past their adoption window or idle timeout, with the reason.
+    /// Sessions past their adoption window or idle timeout, with the reason. Costs what is
+    /// due, not what is live (see `unattended`).
     pub fn expired(
         &self,
         adoption: Option<Duration>,
         idle: Option<Duration>,
     ) -> Vec<(Arc<Session>, EndCause, String)> {
-        self.lock()
-            .values()
+        self.expired_at(adoption, idle, Instant::now())
+    }
+
+    fn expired_at(
+        &self,
+        adoption: Option<Duration>,
+        idle: Option<Duration>,
+        now: Instant,
+    ) -> Vec<(Arc<Session>, EndCause, String)> {
+        self.unattended
+            .due(adoption, idle, now)
+            .into_iter()
             .filter_map(|s| {
-                s.expired(adoption, idle)
-                    .map(|(cause, why)| (s.clone(), cause, why))
+                let (cause, why) = s.check_expiry(adoption, idle, now)?;
+                Some((s, cause, why))
             })
             .collect()
     }
@@ -225,6 +246,35 @@ mod tests {
         assert!(matches!(manager.reserve(), Err(CreateError::Full(2))));
         manager.close();
         assert!(matches!(manager.reserve(), Err(CreateError::Closing)));
+    }
+
+    #[test]
+    fn with_10_000_sessions_each_expires_at_its_deadline_and_only_then() {
+        let manager = SessionManager::new(20_000, 1);
+        let t0 = Instant::now();
+        let mut ids = Vec::new();
+        for _ in 0..10_000 {
+            let session = manager.publish(manager.reserve().unwrap()).unwrap();
+            ids.push(session.id.clone());
+        }
+        let t1 = Instant::now();
+        let minute = Some(Duration::from_secs(60));
+        let before = t0 + Duration::from_secs(60) - Duration::from_millis(1);
+        assert!(manager.expired_at(minute, minute, before).is_empty());
+        // A longer window (SIGHUP) leaves them waiting, in their places.
+        let after = t1 + Duration::from_secs(60);
+        let two = Some(Duration::from_secs(120));
+        assert!(manager.expired_at(two, two, after).is_empty());
+        assert!(manager.expired_at(None, minute, after).is_empty(), "never");
+        // One ends some other way first (admin, crashes): it is not culled again.
+        let gone = manager.remove(&ids[17]).unwrap();
+        gone.begin_ending("admin", 1011);
+        let expired = manager.expired_at(minute, minute, after);
+        assert_eq!(expired.len(), 9_999);
+        assert!(expired
+            .iter()
+            .all(|(s, cause, _)| *cause == EndCause::Unadopted && s.id != ids[17]));
+        assert!(manager.expired_at(minute, minute, after).is_empty(), "once");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::metrics;
+use crate::unattended::{Place, Unattended, Wait};
 use crate::worker_handle::{BatchSink, WorkerHandle};
 
 /// What the broker sends down one tab's WebSocket.
@@ -89,6 +90,8 @@ struct Inner {
     adopted: bool,
     /// When the last tab left (or the session was created), for the idle timeout.
     unattended_since: Instant,
+    /// Where the session waits in the unattended queues, while it has no tab.
+    waiting: Option<Place>,
     crashes: VecDeque<Instant>,
 }
 
@@ -102,6 +105,10 @@ pub struct Session {
     last_activity_ms: AtomicU64,
     /// Worker crashes since the session was created.
     crashes_total: AtomicU64,
+    /// The manager's queues of sessions without tabs.
+    unattended: Arc<Unattended>,
+    /// This session, for its entry in `unattended`.
+    me: Weak<Session>,
     inner: Mutex<Inner>,
 }
 
@@ -122,13 +129,17 @@ pub struct Attached {
 }
 
 impl Session {
-    pub fn new(id: String, vended_id: u64) -> Session {
-        Session {
+    /// A session not yet waiting for anything: [`Session::start_waiting`] queues it once it
+    /// is published.
+    pub fn new(id: String, vended_id: u64, unattended: Arc<Unattended>) -> Arc<Session> {
+        Arc::new_cyclic(|me| Session {
             id,
             vended_id,
             created: Instant::now(),
             last_activity_ms: AtomicU64::new(0),
             crashes_total: AtomicU64::new(0),
+            unattended,
+            me: me.clone(),
             inner: Mutex::new(Inner {
                 state: Lifecycle::Live,
                 worker: None,
@@ -136,13 +147,55 @@ impl Session {
                 next_tab: 1,
                 adopted: false,
                 unattended_since: Instant::now(),
+                waiting: None,
                 crashes: VecDeque::new(),
             }),
-        }
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock()
+    }
+
+    /// Puts the session in the unattended queue its state calls for (none while it has a tab
+    /// or is ending), at the place its `unattended_since` says. Under the session's lock, so
+    /// that its place always matches its state.
+    fn queue(&self, inner: &mut Inner) {
+        let want = (inner.tabs.is_empty() && !matches!(inner.state, Lifecycle::Ending { .. }))
+            .then(|| Place {
+                wait: if inner.adopted {
+                    Wait::Idle
+                } else {
+                    Wait::Adoption
+                },
+                since: inner.unattended_since,
+                vended_id: self.vended_id,
+            });
+        if inner.waiting == want {
+            return;
+        }
+        if let Some(old) = inner.waiting.take() {
+            self.unattended.remove(old);
+        }
+        if let Some(place) = want {
+            self.unattended.insert(place, self.me.clone());
+            inner.waiting = Some(place);
+        }
+    }
+
+    /// The session is reachable: from now on, while no tab is connected, it waits for its
+    /// adoption window or idle timeout.
+    pub fn start_waiting(&self) {
+        let mut inner = self.lock();
+        self.queue(&mut inner);
+    }
+
+    /// The session is gone from the manager: it waits for nothing any more.
+    pub fn stop_waiting(&self) {
+        let mut inner = self.lock();
+        if let Some(old) = inner.waiting.take() {
+            self.unattended.remove(old);
+        }
     }
 
     pub fn state(&self) -> Lifecycle {
@@ -183,6 +236,7 @@ impl Session {
             },
         );
         inner.adopted = true;
+        self.queue(&mut inner);
         self.touch();
         Ok(Attached {
             tab,
@@ -225,6 +279,7 @@ impl Session {
         if inner.tabs.remove(&tab).is_some() && inner.tabs.is_empty() {
             inner.unattended_since = Instant::now();
         }
+        self.queue(&mut inner);
     }
 
     /// Queues messages for one tab. A tab whose queue is full is too slow: it is told so and
@@ -246,9 +301,11 @@ impl Session {
                 tracing::warn!(session = %self.id, tab, "tab is not reading; disconnecting it");
                 t.kick.cancel();
                 inner.tabs.remove(&tab);
+                self.queue(&mut inner);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 inner.tabs.remove(&tab);
+                self.queue(&mut inner);
             }
         }
     }
@@ -268,6 +325,7 @@ impl Session {
         inner.worker = None;
         let tabs: Vec<_> = inner.tabs.drain().collect();
         inner.unattended_since = Instant::now();
+        self.queue(&mut inner);
         if let Lifecycle::Ending { why } = &inner.state {
             let why = why.clone();
             for (_, t) in tabs {
@@ -318,21 +376,39 @@ impl Session {
         for (_, t) in inner.tabs.drain() {
             let _ = t.queue.try_send(TabOut::Close(code, why.to_string()));
         }
+        self.queue(&mut inner);
         inner.worker.clone()
     }
 
-    /// Whether the session has gone unattended past a deadline: never adopted within
-    /// `adoption`, or without tabs for `idle`. Returns the reason.
-    pub fn expired(
+    /// The unattended queue handed this session out as due: whether it has gone unattended
+    /// past a deadline (never adopted within `adoption`, or without tabs for `idle`), with
+    /// the reason. If not (a tab came, a timeout grew), it takes its place in the queue again.
+    pub fn check_expiry(
         &self,
         adoption: Option<Duration>,
         idle: Option<Duration>,
+        now: Instant,
     ) -> Option<(EndCause, String)> {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        // The queue no longer holds the entry it handed out.
+        inner.waiting = None;
+        let expired = Self::expired(&inner, adoption, idle, now);
+        if expired.is_none() {
+            self.queue(&mut inner);
+        }
+        expired
+    }
+
+    fn expired(
+        inner: &Inner,
+        adoption: Option<Duration>,
+        idle: Option<Duration>,
+        now: Instant,
+    ) -> Option<(EndCause, String)> {
         if !inner.tabs.is_empty() || matches!(inner.state, Lifecycle::Ending { .. }) {
             return None;
         }
-        let unattended = inner.unattended_since.elapsed();
+        let unattended = now.saturating_duration_since(inner.unattended_since);
         if !inner.adopted {
             if let Some(limit) = adoption {
                 if unattended >= limit {

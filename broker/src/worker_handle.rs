@@ -16,7 +16,7 @@ use nix::sys::signal::Signal;
 use parking_lot::Mutex;
 use protocol::codec::CodecError;
 use protocol::ipc::{BrokerToWorker, DebugListing, TabBatch, WorkerToBroker};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::child::{Child, Exit};
 use crate::metrics::metrics;
@@ -40,8 +40,10 @@ pub struct WorkerHandle {
     violation: Mutex<Option<u32>>,
     debug_requests: Mutex<HashMap<u64, oneshot::Sender<DebugListing>>>,
     next_request: AtomicU64,
+    /// Sequence number of the last liveness ping queued for the worker (0: none yet).
+    ping_sent: AtomicU64,
     /// Sequence number of the last ping answered.
-    last_pong: watch::Sender<u64>,
+    pong_seen: AtomicU64,
 }
 
 /// A worker's life is over: sent once per worker, on the server's events channel, after the
@@ -76,7 +78,8 @@ impl WorkerHandle {
             violation: Mutex::new(None),
             debug_requests: Mutex::default(),
             next_request: AtomicU64::new(1),
-            last_pong: watch::Sender::new(0),
+            ping_sent: AtomicU64::new(0),
+            pong_seen: AtomicU64::new(0),
         });
         let (mut sink, mut stream) = link.split();
 
@@ -177,17 +180,19 @@ impl WorkerHandle {
         answer
     }
 
-    /// Sends a ping and waits for its pong; false if none came within `timeout`.
-    pub async fn ping(&self, seq: u64, timeout: Duration) -> bool {
-        if !self.send(BrokerToWorker::Ping { seq }).await {
+    /// One liveness round (every `--worker-ping-timeout`): false if the ping of the last
+    /// round is still unanswered; otherwise queues ping `seq`, to be answered by the next
+    /// round. No task and no timer per worker: a round is one pass over the workers. A ping
+    /// that finds the worker's queue full is not sent (the worker is busy with what is
+    /// queued, not hung) and so cannot be missed.
+    pub fn ping_round(&self, seq: u64) -> bool {
+        if self.ping_sent.load(Ordering::Acquire) > self.pong_seen.load(Ordering::Acquire) {
             return false;
         }
-        let mut pongs = self.last_pong.subscribe();
-        let answered = matches!(
-            tokio::time::timeout(timeout, pongs.wait_for(|answered| *answered >= seq)).await,
-            Ok(Ok(_))
-        );
-        answered
+        if self.try_send(BrokerToWorker::Ping { seq }) {
+            self.ping_sent.store(seq, Ordering::Release);
+        }
+        true
     }
 
     fn route(&self, msg: WorkerToBroker, sink: &dyn BatchSink) {
@@ -199,13 +204,7 @@ impl WorkerHandle {
                 }
             }
             WorkerToBroker::Pong { seq } => {
-                self.last_pong.send_if_modified(|last| {
-                    let newer = seq > *last;
-                    if newer {
-                        *last = seq;
-                    }
-                    newer
-                });
+                self.pong_seen.fetch_max(seq, Ordering::AcqRel);
             }
             WorkerToBroker::DebugVariables { request, listing } => {
                 let waiter = self.debug_requests.lock().remove(&request);
