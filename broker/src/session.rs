@@ -162,7 +162,7 @@ impl Session {
     /// that its place always matches its state.
     fn queue(&self, inner: &mut Inner) {
         let want = (inner.tabs.is_empty() && !matches!(inner.state, Lifecycle::Ending { .. }))
-            .then(|| Place {
+            .then_some(Place {
                 wait: if inner.adopted {
                     Wait::Idle
                 } else {

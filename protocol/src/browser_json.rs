@@ -280,7 +280,7 @@ pub fn frame(text: &str) -> Option<FastFrame> {
             user_event: false,
             messages,
         }),
-        Top::TopObject(o) => match (o.messages, o.kind, o.data) {
+        Top::Object(o) => match (o.messages, o.kind, o.data) {
             (Some(messages), _, _) => Some(FastFrame {
                 user_event: o.user_event.flatten().unwrap_or(false),
                 messages,
@@ -303,7 +303,7 @@ fn no<E: de::Error>() -> E {
 /// or one message (which one is known only once every key has been read).
 enum Top {
     Messages(Vec<ClientMessage>),
-    TopObject(TopObject),
+    Object(Box<TopObject>),
 }
 
 #[derive(Default)]
@@ -336,7 +336,7 @@ impl<'de> Deserialize<'de> for Top {
                         _ => map.next_value::<Skip>().map(drop)?,
                     }
                 }
-                Ok(Top::TopObject(o))
+                Ok(Top::Object(Box::new(o)))
             }
         }
         d.deserialize_any(V)
