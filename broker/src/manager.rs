@@ -34,7 +34,7 @@ pub enum CreateError {
 pub struct SessionManager {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Published sessions without a tab, by deadline (what culling looks at).
-    unattended: Arc<Unattended>,
+    unattended: Arc<Unattended<Session>>,
     next_vended: AtomicU64,
     creating: AtomicUsize,
     closing: AtomicBool,

@@ -106,7 +106,7 @@ pub struct Session {
     /// Worker crashes since the session was created.
     crashes_total: AtomicU64,
     /// The manager's queues of sessions without tabs.
-    unattended: Arc<Unattended>,
+    unattended: Arc<Unattended<Session>>,
     /// This session, for its entry in `unattended`.
     me: Weak<Session>,
     inner: Mutex<Inner>,
@@ -131,7 +131,7 @@ pub struct Attached {
 impl Session {
     /// A session not yet waiting for anything: [`Session::start_waiting`] queues it once it
     /// is published.
-    pub fn new(id: String, vended_id: u64, unattended: Arc<Unattended>) -> Arc<Session> {
+    pub fn new(id: String, vended_id: u64, unattended: Arc<Unattended<Session>>) -> Arc<Session> {
         Arc::new_cyclic(|me| Session {
             id,
             vended_id,

@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::session::Session;
-
 /// Which deadline a session without tabs is waiting for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
@@ -36,19 +34,21 @@ pub struct Place {
     pub vended_id: u64,
 }
 
-type Queue = BTreeMap<(Instant, u64), Weak<Session>>;
+type Queue<S> = BTreeMap<(Instant, u64), Weak<S>>;
 
-#[derive(Default)]
-pub struct Unattended {
-    queues: Mutex<(Queue, Queue)>,
+/// The queues, of sessions `S` (`Session`; generic so that this file needs nothing of it).
+pub struct Unattended<S> {
+    queues: Mutex<(Queue<S>, Queue<S>)>,
 }
 
-impl Unattended {
-    pub fn new() -> Arc<Unattended> {
-        Arc::default()
+impl<S> Unattended<S> {
+    pub fn new() -> Arc<Unattended<S>> {
+        Arc::new(Unattended {
+            queues: Mutex::new((BTreeMap::new(), BTreeMap::new())),
+        })
     }
 
-    pub fn insert(&self, place: Place, session: Weak<Session>) {
+    pub fn insert(&self, place: Place, session: Weak<S>) {
         let mut q = self.queues.lock();
         queue(&mut q, place.wait).insert((place.since, place.vended_id), session);
     }
@@ -65,7 +65,7 @@ impl Unattended {
         adoption: Option<Duration>,
         idle: Option<Duration>,
         now: Instant,
-    ) -> Vec<Arc<Session>> {
+    ) -> Vec<Arc<S>> {
         let mut q = self.queues.lock();
         let mut due = Vec::new();
         for (wait, limit) in [(Wait::Adoption, adoption), (Wait::Idle, idle)] {
@@ -92,7 +92,7 @@ impl Unattended {
     }
 }
 
-fn queue(q: &mut (Queue, Queue), wait: Wait) -> &mut Queue {
+fn queue<S>(q: &mut (Queue<S>, Queue<S>), wait: Wait) -> &mut Queue<S> {
     match wait {
         Wait::Adoption => &mut q.0,
         Wait::Idle => &mut q.1,
@@ -102,6 +102,17 @@ fn queue(q: &mut (Queue, Queue), wait: Wait) -> &mut Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stands in for a session: its vended id.
+    struct Session {
+        vended_id: u64,
+    }
+
+    impl Session {
+        fn new(_id: String, vended_id: u64, _q: Arc<Unattended<Session>>) -> Arc<Session> {
+            Arc::new(Session { vended_id })
+        }
+    }
 
     fn place(wait: Wait, since: Instant, vended_id: u64) -> Place {
         Place {

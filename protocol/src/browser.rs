@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 
 use crate::limits::{MAX_BROWSER_FRAME, MAX_MESSAGES_PER_FRAME};
+
+mod json;
 use crate::value::Value;
 
 /// Variable ids: 1 is the app variable, ≥ 2 are vended by a tab, negative ones by the server.
@@ -157,12 +159,12 @@ pub struct ClientFrame {
 /// Parses one WebSocket text frame: `{"userEvent": b, "messages": [...]}`, a bare array of
 /// messages, or a single message object. A frame that is not one of those is refused whole.
 ///
-/// Frames read straight into typed messages (`browser_json`); one with anything unusual in it
+/// Frames read straight into typed messages (`browser/json.rs`); one with anything unusual in it
 /// (a refusal to word, a repeated key, a property that is not a string) is read again by the
 /// general parser below, which gives every frame its meaning.
 pub fn parse_frame(text: &str) -> Result<ClientFrame, MessageError> {
     if text.len() <= MAX_BROWSER_FRAME {
-        if let Some(fast) = crate::browser_json::frame(text) {
+        if let Some(fast) = json::frame(text) {
             return Ok(ClientFrame {
                 user_event: fast.user_event,
                 messages: fast.messages.into_iter().map(Ok).collect(),
@@ -405,8 +407,7 @@ impl ServerMessage {
 /// [`ServerMessage::to_json`] gives. (`codec::encode_frame` is the other wire: bincode.)
 pub fn encode_text(messages: &[ServerMessage]) -> String {
     // Writing JSON into a String fails only for map keys that are not strings; ours are.
-    serde_json::to_string(&crate::browser_json::Frame(messages))
-        .expect("server messages always encode")
+    serde_json::to_string(&json::Frame(messages)).expect("server messages always encode")
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! Like Chromium's `content/common`, this crate is shared by both sides:
 //! - [`browser`]: the JSON variable protocol a tab speaks over its WebSocket, parsed and
 //!   validated once at the broker's edge into typed messages;
-//!   (`browser_json` holds its fast paths: JSON text straight to and from typed messages);
+//!   (`browser/json.rs` holds its fast paths: JSON text straight to and from typed messages);
 //! - [`ipc`]: the typed messages the broker and a worker exchange over their local socket;
 //! - [`zygote`]: the typed messages the broker and the zygote exchange over its pipes;
 //! - [`launch`]: how a worker or the zygote is started (argv marker, environment, token);
@@ -13,7 +13,6 @@
 //! - [`sandbox`]: the confinement the broker asks of each worker, and violation names.
 
 pub mod browser;
-mod browser_json;
 pub mod codec;
 pub mod ipc;
 pub mod launch;

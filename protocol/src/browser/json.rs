@@ -3,9 +3,8 @@
 //!
 //! Every relayed message crosses the broker's edge twice, so building a `Value` tree (an
 //! allocation per field, an ordered map per object) and dropping it again was most of the
-//! broker's work on the relay path. [`browser::encode_text`](crate::browser::encode_text)
-//! writes through [`Frame`]; [`browser::parse_frame`](crate::browser::parse_frame) tries
-//! [`frame`] first. The fast reader accepts only input whose meaning is unambiguous (no
+//! broker's work on the relay path. [`encode_text`](super::encode_text) writes through
+//! [`Frame`]; [`parse_frame`](super::parse_frame) tries [`frame`] first. The fast reader accepts only input whose meaning is unambiguous (no
 //! duplicate keys, properties that are strings, ids that are integers, ...): anything else falls
 //! back to the general parser in `browser.rs`, which owns every refusal and its wording, so both
 //! paths give the same answer for every input (the property tests check that).
@@ -17,7 +16,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::browser::{ClientMessage, ObjectSnapshot, Properties, ServerMessage, VariableSnapshot};
+use super::{ClientMessage, ObjectSnapshot, Properties, ServerMessage, VariableSnapshot};
 use crate::limits::{MAX_MESSAGES_PER_FRAME, MAX_VALUE_DEPTH};
 use crate::value::Value;
 
