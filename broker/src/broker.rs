@@ -64,7 +64,11 @@ impl Broker {
     /// A crashed session gets a fresh worker (main.lua runs again) when a tab comes back.
     pub async fn revive(&self, session: &Arc<Session>) -> Result<(), StartError> {
         match session.state() {
-            Lifecycle::Crashed { .. } => self.server.create_lua_session(session).await,
+            Lifecycle::Crashed { .. } => {
+                let revived = self.server.create_lua_session(session).await;
+                self.server.refill_spares();
+                revived
+            }
             Lifecycle::Live => Ok(()),
             Lifecycle::Ending { why } => Err(StartError::SessionClosing(why)),
         }

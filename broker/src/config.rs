@@ -90,10 +90,16 @@ pub struct Config {
     #[arg(long, env = "LUABROKER_NO_ZYGOTE")]
     pub no_zygote: bool,
 
-    /// Workers started ahead of demand (connected, no VM yet), so `GET /` need not wait for
-    /// an exec; 0 = start each worker on demand.
+    /// The fewest spare workers kept ready (started ahead of demand, each with its Lua VM
+    /// built), so `GET /` only runs main.lua; the pool grows with the creation rate up to
+    /// --max-spare-workers. 0 = no pool: every worker is started on demand.
     #[arg(long, env = "LUABROKER_SPARE_WORKERS", default_value_t = 4)]
     pub spare_workers: usize,
+
+    /// The most spare workers kept ready when sessions are created fast (the pool aims at
+    /// twice the spares that are on their way at the current rate).
+    #[arg(long, env = "LUABROKER_MAX_SPARE_WORKERS", default_value_t = 64)]
+    pub max_spare_workers: usize,
 
     /// Serve `/metrics` (and the probes) on this address instead of the main one, so that the
     /// public port does not expose them. Prints `metrics on http://ADDR:PORT`.

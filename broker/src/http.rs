@@ -46,13 +46,22 @@ async fn create_session(State(broker): State<Arc<Broker>>) -> Response {
     if let Err(short) = crate::fd_budget::budget().admit_session() {
         return crate::fd_budget::refusal(short);
     }
-    match broker.create_session().await {
-        // Built by hand: axum's Redirect helpers answer 303/307/308 (ARCHITECTURE.md 8).
-        Ok(session) => Response::builder()
-            .status(StatusCode::FOUND)
-            .header(header::LOCATION, format!("/{}", session.id))
-            .body(Body::empty())
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+    let created = broker.create_session().await;
+    if created.is_err() {
+        broker.server.refill_spares();
+    }
+    match created {
+        // Built by hand: axum's Redirect helpers answer 303/307/308 (ARCHITECTURE.md 8). The
+        // spare pool is refilled once the 302 is on its way (`after_reply`).
+        Ok(session) => {
+            let server = broker.server.clone();
+            let refill = crate::after_reply::ThenRun::new(move || server.refill_spares());
+            Response::builder()
+                .status(StatusCode::FOUND)
+                .header(header::LOCATION, format!("/{}", session.id))
+                .body(Body::new(refill))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
         Err(e @ (CreateError::Full(_) | CreateError::Busy(_) | CreateError::Closing)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "1")],

@@ -2,6 +2,7 @@
 //! or, when re-executed by itself with `__worker`, one session's worker.
 
 mod admin;
+mod after_reply;
 mod app_dir;
 mod bench;
 mod broker;
@@ -27,6 +28,7 @@ mod server;
 mod session;
 mod shutdown;
 mod site;
+mod spare_pool;
 mod spawner;
 mod unattended;
 mod variable_browser;
@@ -192,7 +194,7 @@ async fn run(startup: Startup) -> std::io::Result<()> {
             tracing::error!("cannot start the zygote ({e}); workers will be exec'd");
         }
     }
-    broker.server.refill_spares();
+    tokio::spawn(broker.server.clone().tend_spares());
     let budget = fd_budget::budget();
     budget.keep_counting();
     limits::report(budget, broker.config.max_sessions);

@@ -81,6 +81,7 @@ pub struct Metrics {
     pub tabs: Gauge,
     pub workers: Gauge,
     pub spare_workers: Gauge,
+    pub spare_workers_target: Gauge,
     pub worker_rss_sum_bytes: Gauge,
     pub worker_rss_max_bytes: Gauge,
 }
@@ -108,6 +109,7 @@ impl Metrics {
             tabs: Gauge::default(),
             workers: Gauge::default(),
             spare_workers: Gauge::default(),
+            spare_workers_target: Gauge::default(),
             worker_rss_sum_bytes: Gauge::default(),
             worker_rss_max_bytes: Gauge::default(),
         };
@@ -193,6 +195,11 @@ impl Metrics {
             "luabroker_spare_workers",
             "Workers started ahead of demand, ready for a session",
             m.spare_workers.clone(),
+        );
+        r.register(
+            "luabroker_spare_workers_target",
+            "Spare workers the pool aims at, from the session creation rate",
+            m.spare_workers_target.clone(),
         );
         r.register(
             "luabroker_worker_rss_sum_bytes",

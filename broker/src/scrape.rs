@@ -45,6 +45,8 @@ async fn sample(broker: &Broker) {
     let pids: Vec<i32> = broker.server.workers().iter().map(|w| w.pid()).collect();
     m.workers.set(pids.len() as i64);
     m.spare_workers.set(broker.server.spares().0 as i64);
+    m.spare_workers_target
+        .set(broker.server.spare_target() as i64);
     let rss = tokio::task::spawn_blocking(move || {
         pids.iter()
             .filter_map(|&pid| proc_stats::sample(pid))

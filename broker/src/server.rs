@@ -3,13 +3,16 @@
 //! Every worker's end comes back as one [`WorkerEnded`] on the events channel [`Server::new`]
 //! returns; the broker decides what it means.
 //!
-//! Starting a worker: register a one-time token, have the spawner exec the worker, and wait
-//! for it to connect and authenticate (or die). Exec dominates session-creation latency, so a
-//! few such *spare* workers are kept ready ahead of demand (`--spare-workers`): a spare has
-//! connected and proved who it is, but has no Lua VM yet. Giving one a session sends `Start`
-//! (the worker builds a fresh VM and runs `main.lua`) and waits for `Ready` or `Failed`; only
-//! then does `GET /` answer. Every session still gets its own new process and VM; a spare is
-//! used once.
+//! Starting a worker: register a one-time token, have the spawner fork (or exec) the worker,
+//! wait for it to connect and authenticate (or die), then send `Prepare` and wait until it has
+//! built its VM (`Prepared`). Such *spare* workers are kept ready ahead of demand, each with a
+//! ready VM: sandboxed libraries open, the `session` global and app API installed, the app's
+//! chunks compiled. Giving one a session costs one message (`Start`: the session's ids), the
+//! run of `main.lua` and the `Ready` reply; only then does `GET /` answer. The pool is refilled
+//! after the answer has gone ([`Server::refill_spares`], which `http.rs` calls once the 302 is
+//! on its way) and sized from the creation rate ([`PoolSizer`], `--spare-workers` ..
+//! `--max-spare-workers`). Every session still gets its own new process and VM; a spare is used
+//! once, and one prepared with limits that SIGHUP has since changed is let go, not used.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::{Mutex, MutexGuard};
-use protocol::ipc::{BrokerToWorker, LuaLimits, StartSession, WorkerToBroker};
+use protocol::ipc::{BrokerToWorker, LuaLimits, PrepareVm, StartSession, WorkerToBroker};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
@@ -27,12 +30,22 @@ use crate::child::{Child, Exit};
 use crate::config::Config;
 use crate::reaper::Reaper;
 use crate::session::Session;
+use crate::spare_pool::PoolSizer;
 use crate::spawner::{SpawnError, Spawner};
 use crate::worker_handle::{WorkerEnded, WorkerHandle};
 use crate::worker_socket::{Link, WorkerSocket};
 
 /// How long a spawned worker may take to connect and say hello.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connected worker may take to build its VM.
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a spare that is let go may take to exit before it is killed.
+const RETIRE_GRACE: Duration = Duration::from_secs(5);
+/// How often the pool is brought to its target (grown, or the spares past it let go).
+const TEND_EVERY: Duration = Duration::from_millis(200);
+/// Spares beyond `--spare-workers` never take the broker's last descriptors: the pool grows
+/// past its minimum only while this many would remain.
+const GROW_FD_MARGIN: u64 = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -42,6 +55,8 @@ pub enum StartError {
     DiedEarly(Exit),
     #[error("the worker did not connect within {0:?}")]
     NoConnection(Duration),
+    #[error("the worker could not build its Lua VM: {0}")]
+    Prepare(String),
     #[error("the worker's socket peer was pid {peer}, not the spawned pid {spawned}")]
     WrongPeer { peer: i32, spawned: i32 },
     #[error("{0}")]
@@ -54,10 +69,12 @@ pub enum StartError {
     SessionClosing(String),
 }
 
-/// A started, authenticated worker waiting for its session.
+/// A started, authenticated worker with a ready VM, waiting for its session.
 struct Spare {
     child: Child,
     link: Link,
+    /// The limits its VM was built with.
+    limits: LuaLimits,
 }
 
 pub struct Server {
@@ -71,6 +88,8 @@ pub struct Server {
     spares: Mutex<Vec<Spare>>,
     /// Spares being started right now (so refills do not overshoot).
     spares_coming: AtomicUsize,
+    /// How many spares to keep, from the creation rate.
+    pool: PoolSizer,
     /// The refill tasks, so shutdown can wait for spares still on their way.
     refills: TaskTracker,
 }
@@ -93,7 +112,14 @@ impl Server {
         let socket = WorkerSocket::bind()?;
         let spawner = Spawner::start(socket.path().to_path_buf(), reaper)?;
         let (events, ended) = mpsc::unbounded_channel();
+        // `--spare-workers 0`: no pool at all, every worker is started on demand.
+        let max_spares = match config.spare_workers {
+            0 => 0,
+            _ => config.max_spare_workers,
+        };
+        let pool = PoolSizer::new(config.spare_workers, max_spares);
         let server = Server {
+            pool,
             config,
             app_dir,
             spawner,
@@ -128,12 +154,14 @@ impl Server {
         self.refills.close();
         self.refills.wait().await;
         let spares: Vec<Spare> = std::mem::take(&mut *self.lock_spares());
-        let stops = spares.into_iter().map(|Spare { child, link }| async move {
-            drop(link);
-            if tokio::time::timeout(grace, child.exited()).await.is_err() {
-                child.kill_and_reap().await;
-            }
-        });
+        let stops = spares
+            .into_iter()
+            .map(|Spare { child, link, .. }| async move {
+                drop(link);
+                if tokio::time::timeout(grace, child.exited()).await.is_err() {
+                    child.kill_and_reap().await;
+                }
+            });
         futures_util::future::join_all(stops).await;
     }
 
@@ -168,15 +196,50 @@ impl Server {
         (ready, self.spares_coming.load(Ordering::Acquire))
     }
 
+    /// How many spares the pool aims at now (from the creation rate), for metrics.
+    pub fn spare_target(&self) -> usize {
+        self.pool.target(Instant::now())
+    }
+
     /// Whether workers are forked from a live zygote (false after it died, or with
     /// `--no-zygote`).
     pub fn zygote_up(&self) -> bool {
         self.spawner.zygote_up()
     }
 
-    /// Tops the spare pool up to `--spare-workers`, in the background.
+    /// Keeps the pool at its target for as long as the server runs: grows it, and lets the
+    /// spares past the target go when creations slow down (the oldest first). Refills also
+    /// follow every answered `GET /`; this catches up after failures and shrinks the pool.
+    pub async fn tend_spares(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(TEND_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.refills.is_closed() {
+            tick.tick().await;
+            self.refill_spares();
+            // One spare a tick at most: the pool shrinks gradually, and a target that wavers
+            // by one costs little churn.
+            let target = self.pool.target(Instant::now());
+            let extra = {
+                let mut spares = self.lock_spares();
+                let coming = self.spares_coming.load(Ordering::Acquire);
+                let over = spares.len() + coming > target && !spares.is_empty();
+                over.then(|| spares.remove(0))
+            };
+            if let Some(spare) = extra {
+                if self.refills.is_closed() {
+                    self.lock_spares().push(spare); // shutdown stops it with the rest
+                } else {
+                    self.retire(spare);
+                }
+            }
+        }
+    }
+
+    /// Tops the spare pool up to its target, in the background. Called after each answered
+    /// `GET /` (so the fork never delays the answer), after a revival, and by
+    /// [`Server::tend_spares`].
     pub fn refill_spares(self: &Arc<Self>) {
-        let target = self.config.spare_workers;
+        let target = self.pool.target(Instant::now());
         loop {
             if self.refills.is_closed() {
                 return; // shutting down
@@ -185,32 +248,88 @@ impl Server {
             if have >= target {
                 return;
             }
+            if have >= self.config.spare_workers
+                && crate::fd_budget::budget().fds_left() < GROW_FD_MARGIN
+            {
+                return;
+            }
             self.spares_coming.fetch_add(1, Ordering::AcqRel);
             let server = self.clone();
             self.refills.spawn(async move {
-                let launched = server.launch().await;
+                let asked = Instant::now();
+                let launched = server.launch(server.prepare_vm()).await;
                 server.spares_coming.fetch_sub(1, Ordering::AcqRel);
                 match launched {
-                    Ok(spare) => server.lock_spares().push(spare),
+                    Ok(spare) => {
+                        server.pool.refilled(asked.elapsed());
+                        server.lock_spares().push(spare);
+                    }
                     Err(e) => tracing::error!("cannot start a spare worker: {e}"),
                 }
             });
         }
     }
 
-    /// A spare that is still alive, if any.
-    fn take_spare(&self) -> Option<Spare> {
-        let mut spares = self.lock_spares();
-        while let Some(spare) = spares.pop() {
-            if spare.child.exit().is_none() {
-                return Some(spare);
+    /// Lets a spare go: its socket closes, so it exits; reaped, or killed past a grace.
+    fn retire(&self, spare: Spare) {
+        let Spare { child, link, .. } = spare;
+        drop(link);
+        self.refills.spawn(async move {
+            if tokio::time::timeout(RETIRE_GRACE, child.exited())
+                .await
+                .is_err()
+            {
+                child.kill_and_reap().await;
             }
-        }
-        None
+        });
     }
 
-    /// Spawns a worker and waits until it has connected and authenticated.
-    async fn launch(&self) -> Result<Spare, StartError> {
+    /// A spare that is still alive and whose VM was built with `limits`, if any; spares built
+    /// with other limits (changed by SIGHUP since) are let go.
+    fn take_spare(&self, limits: &LuaLimits) -> Option<Spare> {
+        let mut stale = Vec::new();
+        let found = {
+            let mut spares = self.lock_spares();
+            loop {
+                match spares.pop() {
+                    None => break None,
+                    Some(spare) if spare.child.exit().is_some() => {}
+                    Some(spare) if spare.limits != *limits => stale.push(spare),
+                    Some(spare) => break Some(spare),
+                }
+            }
+        };
+        for spare in stale {
+            self.retire(spare);
+        }
+        found
+    }
+
+    /// What a new worker's VM is built from: the app, and the Lua limits in force now (they
+    /// follow SIGHUP: see `reload`).
+    fn prepare_vm(&self) -> PrepareVm {
+        let config = crate::live_config::live(&self.config);
+        PrepareVm {
+            app_dir: self.app_dir.to_string_lossy().into_owned(),
+            viewdefs_dir: self.config.dir.as_ref().map_or_else(String::new, |site| {
+                site.join("viewdefs").to_string_lossy().into_owned()
+            }),
+            confine_dir: self
+                .config
+                .dir
+                .as_ref()
+                .map_or_else(String::new, |site| site.to_string_lossy().into_owned()),
+            limits: LuaLimits {
+                memory_bytes: config.lua_memory_limit,
+                turn_time_ms: config.lua_time_limit.as_millis() as u64,
+            },
+            sandbox: crate::sandbox::policy(),
+        }
+    }
+
+    /// Spawns a worker, waits until it has connected and authenticated, then until it has
+    /// built its VM from `vm`.
+    async fn launch(&self, vm: PrepareVm) -> Result<Spare, StartError> {
         let (token, arrival) = self.socket.invite().map_err(SpawnError::Exec)?;
         let child = match self.spawner.spawn(token).await {
             Ok(child) => child,
@@ -228,10 +347,18 @@ impl Server {
         };
         let failed = match arrived {
             Ok(a) if a.pid == child.pid() => {
-                return Ok(Spare {
-                    child,
-                    link: a.link,
-                })
+                let mut link = a.link;
+                let limits = vm.limits.clone();
+                match prepare(&mut link, vm).await {
+                    Ok(()) => {
+                        return Ok(Spare {
+                            child,
+                            link,
+                            limits,
+                        })
+                    }
+                    Err(e) => e,
+                }
             }
             Ok(a) => StartError::WrongPeer {
                 peer: a.pid,
@@ -252,19 +379,26 @@ impl Server {
         session: &Arc<Session>,
     ) -> Result<(), StartError> {
         let started = Instant::now();
+        self.pool.taken(started);
+        let limits = self.prepare_vm().limits;
         // A spare may have died while it waited (its zygote died, say) before anyone noticed;
         // that is no fault of this session, so one such failure is retried on a fresh worker.
         let mut from_pool = true;
         let (child, link) = loop {
-            let spare = match if from_pool { self.take_spare() } else { None } {
+            let spare = match if from_pool {
+                self.take_spare(&limits)
+            } else {
+                None
+            } {
                 Some(spare) => spare,
                 None => {
                     from_pool = false;
-                    self.launch().await?
+                    self.launch(self.prepare_vm()).await?
                 }
             };
-            self.refill_spares();
-            let Spare { child, mut link } = spare;
+            let Spare {
+                child, mut link, ..
+            } = spare;
             match self.start_session(session, &mut link).await {
                 Ok(()) => break (child, link),
                 Err(e) => {
@@ -310,33 +444,18 @@ impl Server {
         Ok(())
     }
 
-    /// Sends `Start` and waits for main.lua's outcome.
+    /// Sends `Start` (the ready VM's session) and waits for main.lua's outcome.
     async fn start_session(&self, session: &Session, link: &mut Link) -> Result<(), StartError> {
-        // Limits for new sessions follow SIGHUP (see `reload`).
-        let config = crate::live_config::live(&self.config);
         let start = StartSession {
             vended_id: session.vended_id,
             session_id: session.id.clone(),
-            app_dir: self.app_dir.to_string_lossy().into_owned(),
-            viewdefs_dir: self.config.dir.as_ref().map_or_else(String::new, |site| {
-                site.join("viewdefs").to_string_lossy().into_owned()
-            }),
-            confine_dir: self
-                .config
-                .dir
-                .as_ref()
-                .map_or_else(String::new, |site| site.to_string_lossy().into_owned()),
-            limits: LuaLimits {
-                memory_bytes: config.lua_memory_limit,
-                turn_time_ms: config.lua_time_limit.as_millis() as u64,
-            },
-            sandbox: crate::sandbox::policy(),
         };
         if link.send(BrokerToWorker::Start(start)).await.is_err() {
             return Err(StartError::DiedInMain("socket closed".into()));
         }
         // The worker enforces the Lua time limit itself; this is the backstop for a worker
         // that hangs outside Lua. A worker that dies closes its socket, which ends the wait.
+        let config = crate::live_config::live(&self.config);
         let limit = config.lua_time_limit + Duration::from_secs(5);
         match tokio::time::timeout(limit, link.next()).await {
             Ok(Some(Ok(WorkerToBroker::Ready { .. }))) => Ok(()),
@@ -348,5 +467,22 @@ impl Server {
             Ok(None) => Err(StartError::DiedInMain("socket closed".into())),
             Err(_) => Err(StartError::MainTimeout(limit)),
         }
+    }
+}
+
+/// Sends `Prepare` and waits until the worker's VM is built.
+async fn prepare(link: &mut Link, vm: PrepareVm) -> Result<(), StartError> {
+    if link.send(BrokerToWorker::Prepare(vm)).await.is_err() {
+        return Err(StartError::Prepare("socket closed".into()));
+    }
+    match tokio::time::timeout(PREPARE_TIMEOUT, link.next()).await {
+        Ok(Some(Ok(WorkerToBroker::Prepared))) => Ok(()),
+        Ok(Some(Ok(WorkerToBroker::Failed { error }))) => Err(StartError::Prepare(error)),
+        Ok(Some(Ok(other))) => Err(StartError::Prepare(format!("unexpected message {other:?}"))),
+        Ok(Some(Err(e))) => Err(StartError::Prepare(e.to_string())),
+        Ok(None) => Err(StartError::Prepare("socket closed".into())),
+        Err(_) => Err(StartError::Prepare(format!(
+            "no VM within {PREPARE_TIMEOUT:?}"
+        ))),
     }
 }

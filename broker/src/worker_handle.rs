@@ -228,6 +228,7 @@ impl WorkerHandle {
 fn variant(msg: &WorkerToBroker) -> &'static str {
     match msg {
         WorkerToBroker::Hello(_) => "Hello",
+        WorkerToBroker::Prepared => "Prepared",
         WorkerToBroker::Ready { .. } => "Ready",
         WorkerToBroker::Failed { .. } => "Failed",
         WorkerToBroker::Send(_) => "Send",

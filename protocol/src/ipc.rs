@@ -2,8 +2,11 @@
 //! bincode's serde path is not self-describing (no `skip_serializing_if`, no untagged enums).
 //!
 //! A worker's life on the wire: it connects and sends [`WorkerToBroker::Hello`]; the broker
-//! checks token, pid and version, then sends [`BrokerToWorker::Start`]; the worker runs
-//! `main.lua` and answers [`WorkerToBroker::Ready`] or [`WorkerToBroker::Failed`]. After that
+//! checks token, pid and version, then sends [`BrokerToWorker::Prepare`]; the worker builds its
+//! Lua VM (no app code runs) and answers [`WorkerToBroker::Prepared`]: it is now a spare with a
+//! ready VM. When a session needs it the broker sends [`BrokerToWorker::Start`]; the worker fills
+//! in the session's ids, runs `main.lua` and answers [`WorkerToBroker::Ready`] or
+//! [`WorkerToBroker::Failed`] (also the answer to a `Prepare` that failed). After that
 //! tabs come and go ([`BrokerToWorker::TabOpened`] / [`BrokerToWorker::TabClosed`]), their
 //! frames arrive as [`BrokerToWorker::Frame`], and the worker pushes [`WorkerToBroker::Send`]
 //! batches whenever something a tab watches changes.
@@ -28,7 +31,7 @@ pub struct Hello {
     pub pid: u32,
 }
 
-/// Per-session Lua limits, sent in [`StartSession`] so one worker build serves any flags.
+/// Per-session Lua limits, sent in [`PrepareVm`] so one worker build serves any flags.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LuaLimits {
     /// Lua allocator ceiling; past it allocations fail with a Lua memory error. 0 = none.
@@ -37,12 +40,10 @@ pub struct LuaLimits {
     pub turn_time_ms: u64,
 }
 
+/// Everything a worker needs to build its VM before it has a session: the app (its chunks are
+/// compiled ahead) and the limits the VM is built with. Sent once, right after the hello.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StartSession {
-    /// The compact id Lua sees as `session._sessionID`.
-    pub vended_id: u64,
-    /// The 32-hex session id, for log lines only.
-    pub session_id: String,
+pub struct PrepareVm {
     /// Directory holding the app's `main.lua`.
     pub app_dir: String,
     /// Directory holding the app's viewdefs; empty: `<app_dir>/viewdefs`. (`--dir DIR` puts
@@ -56,7 +57,7 @@ pub struct StartSession {
     pub sandbox: SandboxPolicy,
 }
 
-impl StartSession {
+impl PrepareVm {
     /// Everything the worker may read at run time lies under this directory: `confine_dir`
     /// (the whole site, with `--dir`), else the app directory. It is what `require` and the
     /// viewdefs confine symlinks to, and what the OS sandbox leaves readable.
@@ -68,8 +69,20 @@ impl StartSession {
     }
 }
 
+/// The session a prepared worker is given: all that `GET /` still has to send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartSession {
+    /// The compact id Lua sees as `session._sessionID`.
+    pub vended_id: u64,
+    /// The 32-hex session id, for log lines only.
+    pub session_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BrokerToWorker {
+    /// Build the VM (first message after the hello; answered `Prepared` or `Failed`).
+    Prepare(PrepareVm),
+    /// Run the session's `main.lua` on the prepared VM (answered `Ready` or `Failed`).
     Start(StartSession),
     TabOpened {
         tab: TabId,
@@ -114,11 +127,14 @@ pub struct TabBatch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum WorkerToBroker {
     Hello(Hello),
+    /// The VM is built and waits for a session: the worker is a ready spare.
+    Prepared,
     /// `main.lua` ran and created variable 1, whose value JSON this is.
     Ready {
         app: Value,
     },
-    /// `main.lua` failed (or never created variable 1); the worker exits after sending this.
+    /// `main.lua` failed (or never created variable 1), or the VM could not be built; the
+    /// worker exits after sending this.
     Failed {
         error: String,
     },

@@ -12,8 +12,8 @@ use protocol::browser::{
 };
 use protocol::codec::{decode_payload, encode_frame as encode_ipc_frame, CodecError, FrameCodec};
 use protocol::ipc::{
-    BrokerToWorker, DebugListing, DebugVariable, Hello, LuaLimits, StartSession, TabBatch,
-    WorkerToBroker,
+    BrokerToWorker, DebugListing, DebugVariable, Hello, LuaLimits, PrepareVm, StartSession,
+    TabBatch, WorkerToBroker,
 };
 use protocol::limits::MAX_VALUE_DEPTH;
 use protocol::sandbox::{SandboxPolicy, WorkerUser};
@@ -346,30 +346,26 @@ fn sandbox_policy() -> impl Strategy<Value = SandboxPolicy> {
 
 fn broker_to_worker() -> impl Strategy<Value = BrokerToWorker> {
     prop_oneof![
-        (
-            any::<u64>(),
-            ".{0,32}",
-            ".{0,20}",
-            any::<u64>(),
-            any::<u64>(),
-            sandbox_policy()
-        )
-            .prop_map(
-                |(vended_id, session_id, app_dir, memory_bytes, turn_time_ms, sandbox)| {
-                    BrokerToWorker::Start(StartSession {
-                        vended_id,
-                        session_id,
-                        viewdefs_dir: format!("{app_dir}/viewdefs"),
-                        confine_dir: app_dir.clone(),
-                        app_dir,
-                        limits: LuaLimits {
-                            memory_bytes,
-                            turn_time_ms,
-                        },
-                        sandbox,
-                    })
-                }
-            ),
+        (".{0,20}", any::<u64>(), any::<u64>(), sandbox_policy()).prop_map(
+            |(app_dir, memory_bytes, turn_time_ms, sandbox)| {
+                BrokerToWorker::Prepare(PrepareVm {
+                    viewdefs_dir: format!("{app_dir}/viewdefs"),
+                    confine_dir: app_dir.clone(),
+                    app_dir,
+                    limits: LuaLimits {
+                        memory_bytes,
+                        turn_time_ms,
+                    },
+                    sandbox,
+                })
+            }
+        ),
+        (any::<u64>(), ".{0,32}").prop_map(|(vended_id, session_id)| {
+            BrokerToWorker::Start(StartSession {
+                vended_id,
+                session_id,
+            })
+        }),
         any::<u32>().prop_map(|tab| BrokerToWorker::TabOpened { tab }),
         (
             any::<u32>(),
@@ -454,6 +450,7 @@ fn worker_to_broker() -> impl Strategy<Value = WorkerToBroker> {
                 pid,
             })
         }),
+        Just(WorkerToBroker::Prepared),
         value().prop_map(|app| WorkerToBroker::Ready { app }),
         ".{0,40}".prop_map(|error| WorkerToBroker::Failed { error }),
         prop::collection::vec(

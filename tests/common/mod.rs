@@ -160,6 +160,11 @@ impl Broker {
             .to_string()
     }
 
+    /// The app directory the test wrote (`with_app`), if any.
+    pub fn app_dir(&self) -> Option<&std::path::Path> {
+        self._app.as_ref().map(|d| d.path())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

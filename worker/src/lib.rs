@@ -13,6 +13,7 @@ pub mod api;
 pub mod backend;
 pub mod budget;
 pub mod confine;
+pub mod hash_seed;
 pub mod logging;
 pub mod os_limits;
 pub mod process;

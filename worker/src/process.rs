@@ -1,5 +1,6 @@
-//! The worker process: connect to the broker, prove who we are, run `main.lua`, then serve the
-//! session's tabs until the broker says stop or goes away.
+//! The worker process: connect to the broker, prove who we are, build a ready VM and wait as a
+//! spare, then, given a session, run `main.lua` and serve the session's tabs until the broker
+//! says stop or goes away.
 //!
 //! The broker starts us by re-executing itself with three environment variables (the launch
 //! contract in `protocol::launch`): the path of its private worker socket, a one-time token,
@@ -127,43 +128,25 @@ async fn serve(socket: String, token: Token) -> u8 {
     if link.send(WorkerToBroker::Hello(hello)).await.is_err() {
         return exit::OK; // the broker is gone
     }
+    let mut session = match prepare(&mut link).await {
+        Ok(session) => session,
+        Err(code) => return code,
+    };
+    if link.send(WorkerToBroker::Prepared).await.is_err() {
+        return exit::OK;
+    }
     let start = match link.next().await {
         Some(Ok(BrokerToWorker::Start(start))) => start,
-        Some(Ok(BrokerToWorker::Shutdown)) | None => return exit::OK,
-        Some(Ok(other)) => {
-            tracing::error!("expected Start, got {other:?}");
-            return exit::PROTOCOL;
-        }
-        Some(Err(e)) => {
-            tracing::error!("broker link: {e}");
-            return exit::PROTOCOL;
-        }
+        other => return unexpected(other, "Start"),
     };
     // `ps` and /proc tell spares ("lb-spare") from workers serving a session ("lb-session").
     let _ = nix::sys::prctl::set_name(c"lb-session");
     let span = tracing::info_span!("session", id = %start.session_id, vended = start.vended_id);
     let _enter = span.enter();
-
-    crate::os_limits::apply(start.limits.memory_bytes);
-    let mut session = match LuaSession::new(&start) {
-        Ok(s) => {
-            s.enable_cpu_backstop();
-            s
-        }
-        Err(e) => {
-            let error = format!("cannot build the Lua VM: {e}");
-            let _ = link.send(WorkerToBroker::Failed { error }).await;
-            return exit::MAIN_FAILED;
-        }
-    };
-    // The VM is built: confine the process before any app code runs.
-    if let Err(e) =
-        crate::confine::apply(&start.sandbox, std::path::Path::new(start.readable_dir()))
-    {
-        let error = format!("cannot confine the worker: {e}");
-        tracing::error!("{error}");
+    if let Err(e) = session.assign(&start) {
+        let error = format!("cannot give the VM its session: {e}");
         let _ = link.send(WorkerToBroker::Failed { error }).await;
-        return exit::SETUP;
+        return exit::MAIN_FAILED;
     }
     match session.load_main() {
         Ok(app) => {
@@ -178,6 +161,53 @@ async fn serve(socket: String, token: Token) -> u8 {
         }
     }
     run_loop(&mut session, &mut link).await
+}
+
+/// Waits for `Prepare` and builds the ready VM it describes, with the process limits behind
+/// it, then confines the process; `Err` is the exit code (having told the broker why, when it
+/// can be told).
+async fn prepare(link: &mut Link) -> Result<LuaSession, u8> {
+    let vm = match link.next().await {
+        Some(Ok(BrokerToWorker::Prepare(vm))) => vm,
+        other => return Err(unexpected(other, "Prepare")),
+    };
+    crate::os_limits::apply(vm.limits.memory_bytes);
+    let session = match LuaSession::prepare(&vm) {
+        Ok(session) => {
+            session.enable_cpu_backstop();
+            session
+        }
+        Err(e) => {
+            let error = format!("cannot build the Lua VM: {e}");
+            let _ = link.send(WorkerToBroker::Failed { error }).await;
+            return Err(exit::MAIN_FAILED);
+        }
+    };
+    // The VM is ready and no app code has run: the one point between the two, where the
+    // process is confined (once, off the critical path: a spare waits confined).
+    if let Err(e) = crate::confine::apply(&vm.sandbox, std::path::Path::new(vm.readable_dir())) {
+        let error = format!("cannot confine the worker: {e}");
+        tracing::error!("{error}");
+        let _ = link.send(WorkerToBroker::Failed { error }).await;
+        return Err(exit::SETUP);
+    }
+    Ok(session)
+}
+
+/// The exit code for a message other than the `expected` one: a stop (`Shutdown`, the broker
+/// gone) is a clean exit, anything else a protocol error.
+fn unexpected(got: Option<Result<BrokerToWorker, CodecError>>, expected: &str) -> u8 {
+    match got {
+        Some(Ok(BrokerToWorker::Shutdown)) | None => exit::OK,
+        Some(Ok(other)) => {
+            tracing::error!("expected {expected}, got {other:?}");
+            exit::PROTOCOL
+        }
+        Some(Err(e)) => {
+            tracing::error!("broker link: {e}");
+            exit::PROTOCOL
+        }
+    }
 }
 
 /// The session's steady state: one broker message or one due timer callback at a time, each
@@ -231,8 +261,8 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
             }
             BrokerToWorker::Reload { files } => send_batches(session.reload(&files)),
             BrokerToWorker::Shutdown => return exit::OK,
-            BrokerToWorker::Start(_) => {
-                tracing::error!("Start sent twice");
+            BrokerToWorker::Prepare(_) | BrokerToWorker::Start(_) => {
+                tracing::error!("Prepare or Start sent twice");
                 return exit::PROTOCOL;
             }
         };

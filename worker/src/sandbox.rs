@@ -18,7 +18,9 @@ pub fn new_vm() -> mlua::Result<Lua> {
         | StdLib::UTF8
         | StdLib::MATH
         | StdLib::OS;
-    let lua = Lua::new_with(libs, LuaOptions::default())?;
+    // On a stack of its own, so this VM's string-hash seed is its own (see `hash_seed`).
+    let lua = crate::hash_seed::with_own_seed(|| Lua::new_with(libs, LuaOptions::default()))
+        .map_err(|e| mlua::Error::runtime(format!("cannot map a stack for the new VM: {e}")))??;
     let globals = lua.globals();
 
     // Base-library functions that read files.

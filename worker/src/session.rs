@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use mlua::{Lua, Table};
 use protocol::browser::ClientMessage;
-use protocol::ipc::{DebugListing, DebugVariable, StartSession, TabBatch, TabId};
+use protocol::ipc::{DebugListing, DebugVariable, PrepareVm, StartSession, TabBatch, TabId};
 use protocol::Value;
 
 use crate::api::{self, Api, LogIds, Timers};
@@ -22,6 +22,8 @@ use crate::sandbox;
 
 pub struct LuaSession {
     lua: Lua,
+    /// The `session` global.
+    session: Table,
     backend: LuaBackend,
     api: Api,
     budget: TurnBudget,
@@ -29,25 +31,24 @@ pub struct LuaSession {
 }
 
 impl LuaSession {
-    /// A fresh VM with the sandbox, the limits and the `session` global installed.
-    pub fn new(start: &StartSession) -> mlua::Result<LuaSession> {
+    /// A ready VM: the sandbox, the limits, the `session` global (its ids come with
+    /// [`LuaSession::assign`]), the app API, the tracker, and the app's chunks compiled. No app
+    /// code has run; a spare worker builds this while it waits for a session.
+    pub fn prepare(vm: &PrepareVm) -> mlua::Result<LuaSession> {
         let lua = sandbox::new_vm()?;
-        let budget =
-            TurnBudget::install(&lua, start.limits.turn_time_ms, start.limits.memory_bytes)?;
-        let app_dir = PathBuf::from(&start.app_dir);
+        let budget = TurnBudget::install(&lua, vm.limits.turn_time_ms, vm.limits.memory_bytes)?;
+        let app_dir = PathBuf::from(&vm.app_dir);
         let session: Table = lua.create_table()?;
-        // A string, as ui-engine gives it (its vended ids are decimal strings).
-        session.raw_set("_sessionID", start.vended_id.to_string())?;
         session.raw_set("reloading", false)?;
         let ids = LogIds {
-            session_id: start.session_id.clone(),
-            vended_id: start.vended_id,
+            session_id: String::new(),
+            vended_id: 0,
         };
         let api = api::install(&lua, &session, &app_dir, ids)?;
         // `--dir`'s site layout: viewdefs beside the Lua directory, symlinks anywhere in the site.
-        let confine = PathBuf::from(start.readable_dir());
+        let confine = PathBuf::from(vm.readable_dir());
         api.confine_to(&confine);
-        let viewdefs_dir = match start.viewdefs_dir.as_str() {
+        let viewdefs_dir = match vm.viewdefs_dir.as_str() {
             "" => app_dir.join(crate::viewdefs::VIEWDEFS_DIR),
             dir => PathBuf::from(dir),
         };
@@ -56,16 +57,37 @@ impl LuaSession {
         let backend = LuaBackend::new(&lua, &session)?
             .with_app(&app_dir, api.prototypes().clone())
             .with_viewdefs(&viewdefs_dir, &confine);
-        lua.globals().raw_set("session", session)?;
+        lua.globals().raw_set("session", &session)?;
         #[cfg(feature = "test-hooks")]
         crate::confine::test_hooks::install(&lua)?;
+        api.precompile(&lua);
         Ok(LuaSession {
             lua,
+            session,
             backend,
             api,
             budget,
             app_dir,
         })
+    }
+
+    /// Gives the ready VM its session: `session._sessionID` (a string, as ui-engine gives it:
+    /// its vended ids are decimal strings) and the ids on `ui.log` lines.
+    pub fn assign(&mut self, start: &StartSession) -> mlua::Result<()> {
+        self.session
+            .raw_set("_sessionID", start.vended_id.to_string())?;
+        self.api.set_log_ids(LogIds {
+            session_id: start.session_id.clone(),
+            vended_id: start.vended_id,
+        });
+        Ok(())
+    }
+
+    /// [`LuaSession::prepare`] and [`LuaSession::assign`] at once (tests and tools).
+    pub fn new(vm: &PrepareVm, start: &StartSession) -> mlua::Result<LuaSession> {
+        let mut session = LuaSession::prepare(vm)?;
+        session.assign(start)?;
+        Ok(session)
     }
 
     pub fn lua(&self) -> &Lua {
@@ -106,9 +128,9 @@ impl LuaSession {
     /// variable 1's value JSON; otherwise the error text a person needs (file and line for Lua
     /// errors).
     pub fn load_main(&mut self) -> Result<Value, String> {
-        self.budget
-            .turn(|| self.api.run_main(&self.lua))
-            .map_err(|e| e.to_string())?;
+        let ran = self.budget.turn(|| self.api.run_main(&self.lua));
+        self.api.forget_precompiled();
+        ran.map_err(|e| e.to_string())?;
         self.backend.app_value().ok_or_else(|| {
             "main.lua finished without calling session:createAppVariable".to_string()
         })
@@ -200,14 +222,14 @@ mod tests {
         dir
     }
 
-    fn start(dir: &Path) -> StartSession {
-        start_with_turn_limit(dir, 1000)
+    /// A session of the app in `dir`, built the way a worker builds one: a ready VM, then
+    /// its session.
+    fn session_of(dir: &Path) -> LuaSession {
+        session_with_turn_limit(dir, 1000)
     }
 
-    fn start_with_turn_limit(dir: &Path, turn_time_ms: u64) -> StartSession {
-        StartSession {
-            vended_id: 7,
-            session_id: "0".repeat(32),
+    fn session_with_turn_limit(dir: &Path, turn_time_ms: u64) -> LuaSession {
+        let vm = PrepareVm {
             app_dir: dir.display().to_string(),
             viewdefs_dir: String::new(),
             confine_dir: String::new(),
@@ -216,7 +238,12 @@ mod tests {
                 turn_time_ms,
             },
             sandbox: Default::default(),
-        }
+        };
+        let start = StartSession {
+            vended_id: 7,
+            session_id: "0".repeat(32),
+        };
+        LuaSession::new(&vm, &start).unwrap()
     }
 
     #[test]
@@ -226,7 +253,7 @@ mod tests {
             "assert(session._sessionID == '7')
              session:createAppVariable({'a', session._sessionID})",
         );
-        let mut session = LuaSession::new(&start(&dir)).unwrap();
+        let mut session = session_of(&dir);
         assert_eq!(
             session.load_main(),
             Ok(Value::Array(vec![
@@ -240,7 +267,7 @@ mod tests {
     #[test]
     fn load_main_without_an_app_variable_fails() {
         let dir = app_dir("none", "local x = 1");
-        let mut session = LuaSession::new(&start(&dir)).unwrap();
+        let mut session = session_of(&dir);
         let err = session.load_main().unwrap_err();
         assert!(err.contains("createAppVariable"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
@@ -284,7 +311,7 @@ mod tests {
              session:createAppVariable(app)
              session:setImmediate(function() app.n = 2 end)",
         );
-        let mut session = LuaSession::new(&start(&dir)).unwrap();
+        let mut session = session_of(&dir);
         session.load_main().unwrap();
         session.tab_opened(1);
         watch_path(&mut session, 1, "n");
@@ -330,7 +357,7 @@ mod tests {
                app.n = 3
              end)",
         );
-        let mut session = LuaSession::new(&start_with_turn_limit(&dir, 1000)).unwrap();
+        let mut session = session_with_turn_limit(&dir, 1000);
         session.load_main().unwrap();
         session.tab_opened(1);
         watch_path(&mut session, 1, "slow()");
@@ -370,7 +397,7 @@ mod tests {
                session:setInterval(function() error('timer boom') end, 1)
              end",
         );
-        let mut session = LuaSession::new(&start(&dir)).unwrap();
+        let mut session = session_of(&dir);
         session.load_main().unwrap();
         for tab in [3, 5, 9] {
             session.tab_opened(tab);

@@ -13,7 +13,9 @@ pub mod timers;
 pub mod ui;
 pub mod versions;
 
+use std::cell::RefCell;
 use std::path::Path;
+use std::rc::Rc;
 
 use mlua::{Lua, Table};
 
@@ -25,6 +27,7 @@ pub use ui::LogIds;
 
 /// What the session keeps of the API once it is installed.
 pub struct Api {
+    ids: Rc<RefCell<LogIds>>,
     prototypes: Prototypes,
     modules: Modules,
     timers: Timers,
@@ -37,7 +40,8 @@ pub struct Api {
 /// `clear…` counterparts. `ui.log` lines carry `ids`. Nothing here starts a turn: the caller runs
 /// `main.lua`, reloads and timer callbacks inside one.
 pub fn install(lua: &Lua, session: &Table, app_dir: &Path, ids: LogIds) -> mlua::Result<Api> {
-    ui::install(lua, ids)?;
+    let ids = Rc::new(RefCell::new(ids));
+    ui::install(lua, ids.clone())?;
     let tracking = Tracking::default();
     let prototypes = Prototypes::install(lua, session, tracking.clone())?;
     let ui: Table = lua.globals().raw_get("ui")?;
@@ -47,6 +51,7 @@ pub fn install(lua: &Lua, session: &Table, app_dir: &Path, ids: LogIds) -> mlua:
     versions::install(lua, session)?;
     let timers = Timers::install(lua, session)?;
     Ok(Api {
+        ids,
         prototypes,
         modules,
         timers,
@@ -55,6 +60,21 @@ pub fn install(lua: &Lua, session: &Table, app_dir: &Path, ids: LogIds) -> mlua:
 }
 
 impl Api {
+    /// The ids `ui.log` lines carry from now on (a ready VM learns its session's on `Start`).
+    pub fn set_log_ids(&self, ids: LogIds) {
+        *self.ids.borrow_mut() = ids;
+    }
+
+    /// Compiles the app's Lua files ahead of `main.lua` (see [`Modules::precompile`]).
+    pub fn precompile(&self, lua: &Lua) {
+        self.modules.precompile(lua);
+    }
+
+    /// Drops the compiled chunks `main.lua` did not use.
+    pub fn forget_precompiled(&self) {
+        self.modules.forget_precompiled();
+    }
+
     /// Runs `main.lua`, then the prototype mutations its declarations queued. The caller owns
     /// the turn (budget) this runs in.
     pub fn run_main(&self, lua: &Lua) -> mlua::Result<()> {

@@ -17,14 +17,18 @@
 //!   directory itself (`require("apps.x.app")` → `DIR/apps/x/app.lua`), as ui-engine does.
 //! - Every file run is a module for [`super::modules`]: what it registers is noted as its own,
 //!   under its key (its path relative to the site, symlinks resolved).
+//! - A ready VM compiles the app's files before it has a session ([`Modules::precompile`]), so
+//!   `main.lua`'s run does not parse them. A file is still read (and its path checked) when it
+//!   is run, and the compiled chunk is used only if the file's text is still exactly what was
+//!   compiled; otherwise it is compiled afresh (and a syntax error reported as before).
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
 use mlua::chunk::ChunkMode;
-use mlua::{IntoLuaMulti, Lua, Table, Value};
+use mlua::{Function, IntoLuaMulti, Lua, Table, Value};
 
 use super::modules::Tracking;
 use super::prototype::Prototypes;
@@ -48,7 +52,15 @@ struct State {
     files: Vec<LoadedFile>,
     /// Which running file registers what (see [`super::modules`]).
     tracking: Tracking,
+    /// Chunks compiled ahead (by relative path), each with the text it was compiled from.
+    precompiled: HashMap<String, (Vec<u8>, Function)>,
 }
+
+/// What a ready VM compiles ahead: at most this many files, this many bytes of source in all,
+/// this deep below the app directory. Files beyond are simply compiled when they are run.
+const PRECOMPILE_FILES: usize = 64;
+const PRECOMPILE_BYTES: usize = 1024 * 1024;
+const PRECOMPILE_DEPTH: usize = 4;
 
 struct LoadedFile {
     /// As it was found: relative to the app directory (or, for a module found only in the
@@ -85,6 +97,7 @@ impl Modules {
             loading: HashSet::new(),
             files: Vec::new(),
             tracking,
+            precompiled: HashMap::new(),
         })));
         let me = this.clone();
         lua.globals().raw_set(
@@ -98,6 +111,45 @@ impl Modules {
     pub fn confine_to(&self, dir: &Path) {
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         self.0.borrow_mut().confine = dir;
+    }
+
+    /// Compiles `main.lua` and the app's other `.lua` files that `require` could name (within
+    /// [`PRECOMPILE_FILES`], [`PRECOMPILE_BYTES`], [`PRECOMPILE_DEPTH`]), running none of them.
+    /// A file that does not compile is left out: running it reports the error as always.
+    pub fn precompile(&self, lua: &Lua) {
+        let (root, confine) = {
+            let state = self.0.borrow();
+            (state.root.clone(), state.confine.clone())
+        };
+        let mut files = vec!["main.lua".to_string()];
+        lua_files_below(&root, "", PRECOMPILE_DEPTH, &mut files);
+        let mut bytes = 0;
+        let mut compiled = HashMap::new();
+        for rel in files {
+            if compiled.len() >= PRECOMPILE_FILES || compiled.contains_key(&rel) {
+                continue;
+            }
+            let Ok(path) = resolve(&root, &confine, &rel) else {
+                continue;
+            };
+            let Ok(source) = std::fs::read(&path) else {
+                continue;
+            };
+            bytes += source.len();
+            if bytes > PRECOMPILE_BYTES {
+                break;
+            }
+            if let Ok(chunk) = compile(lua, &rel, &source) {
+                compiled.insert(rel, (source, chunk));
+            }
+        }
+        self.0.borrow_mut().precompiled = compiled;
+    }
+
+    /// Drops the chunks compiled ahead that have not been run (after `main.lua`: later loads
+    /// compile the file as it is then).
+    pub fn forget_precompiled(&self) {
+        self.0.borrow_mut().precompiled.clear();
     }
 
     /// The app files run so far, relative to the app directory, in the order they finished
@@ -219,12 +271,13 @@ impl Modules {
             .unwrap_or_else(|| rel.to_string());
         let source = std::fs::read(&path)
             .map_err(|e| mlua::Error::runtime(format!("cannot read {rel}: {e}")))?;
+        let ahead = self.0.borrow_mut().precompiled.remove(rel);
+        let chunk = match ahead {
+            Some((text, chunk)) if text == source => chunk,
+            _ => compile(lua, rel, &source)?,
+        };
         tracking.enter(&key);
-        let ran = lua
-            .load(source)
-            .set_name(format!("@{rel}"))
-            .set_mode(ChunkMode::Text)
-            .call(args);
+        let ran = chunk.call(args);
         tracking.leave();
         Ok((ran?, key))
     }
@@ -277,6 +330,43 @@ pub fn reload_file(
     let mutated = prototypes.run_pending_mutations();
     ran?;
     mutated
+}
+
+/// Compiles the text of app file `rel`, named `@rel` so errors read `rel:line: …`.
+fn compile(lua: &Lua, rel: &str, source: &[u8]) -> mlua::Result<Function> {
+    lua.load(source)
+        .set_name(format!("@{rel}"))
+        .set_mode(ChunkMode::Text)
+        .into_function()
+}
+
+/// Adds the `.lua` files under `dir` (relative `prefix`) whose paths `require` could name,
+/// `depth` directories down, in name order.
+fn lua_files_below(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    // One word, as a part of a module name (`a.b` is `a/b.lua`, never `a.b.lua`).
+    let word = |w: &str| !w.contains('.') && module_file(w).is_ok();
+    for entry in entries {
+        if out.len() >= PRECOMPILE_FILES {
+            return;
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let rel = format!("{prefix}{name}");
+        if kind.is_dir() && depth > 0 && word(&name) {
+            lua_files_below(&entry.path(), &format!("{rel}/"), depth - 1, out);
+        } else if name.strip_suffix(".lua").is_some_and(word) {
+            out.push(rel);
+        }
+    }
 }
 
 /// `a.b` → `a/b.lua`, refusing anything but dot-separated words.

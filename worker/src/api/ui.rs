@@ -15,8 +15,10 @@
 //! - decoding turns JSON `null` into `nil` (so `[1, null, 3]` is a table with a hole), integers
 //!   that fit into Lua integers, other numbers into floats.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::c_void;
+use std::rc::Rc;
 
 use mlua::{Lua, MultiValue, Table, Value};
 use protocol::limits::MAX_VALUE_DEPTH;
@@ -34,11 +36,16 @@ pub struct LogIds {
     pub vended_id: u64,
 }
 
-pub fn install(lua: &Lua, ids: LogIds) -> mlua::Result<()> {
+/// Installs `ui`; its log lines carry whatever `ids` holds when they are written (a ready VM
+/// gets its session's ids only when the session is assigned).
+pub fn install(lua: &Lua, ids: Rc<RefCell<LogIds>>) -> mlua::Result<()> {
     let ui = lua.create_table()?;
     ui.raw_set(
         "log",
-        lua.create_function(move |lua, args: MultiValue| log(lua, &ids, args))?,
+        lua.create_function(move |lua, args: MultiValue| {
+            let ids = ids.borrow().clone();
+            log(lua, &ids, args)
+        })?,
     )?;
     ui.raw_set(
         "json_encode",

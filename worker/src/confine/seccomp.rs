@@ -8,7 +8,9 @@
 //!   time; Landlock and the read-only mount confine where), plus stat, seek, list, close;
 //! - memory management, but never a mapping that is executable;
 //! - clocks, sleeping, futexes, random bytes, resource usage and limits (the CPU backstop);
-//! - the signal calls the handlers need, signalling only this process, and exit.
+//! - the signal calls the handlers need, signalling only this process, and exit;
+//! - naming this thread (`prctl(PR_SET_NAME)`): a spare, confined while it waits, becomes
+//!   `lb-session` when it is given its session.
 //!
 //! Not allowed, among everything else: creating sockets or connecting, fork/clone/exec,
 //! ptrace, mount, changing credentials, opening for writing, creating or removing files.
@@ -113,6 +115,11 @@ pub fn program() -> Result<BpfProgram, seccompiler::Error> {
     rules.insert(
         libc::SYS_prlimit64,
         rule(vec![when(0, SeccompCmpOp::Eq, 0)]),
+    );
+    // Its own name only: a spare waits confined and is renamed `lb-session` on `Start`.
+    rules.insert(
+        libc::SYS_prctl,
+        rule(vec![when(0, SeccompCmpOp::Eq, libc::PR_SET_NAME as u64)]),
     );
     // Signals to this process only (raising SIGSYS after a report; `abort`).
     let pid = std::process::id() as u64;

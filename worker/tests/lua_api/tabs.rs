@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use luabroker_worker::LuaSession;
 use mlua::FromLuaMulti;
 use protocol::browser::{ClientMessage, ServerMessage};
-use protocol::ipc::{LuaLimits, StartSession, TabBatch, TabId};
+use protocol::ipc::{LuaLimits, PrepareVm, StartSession, TabBatch, TabId};
 use protocol::{ErrorCode, Value};
 use tempfile::TempDir;
 
@@ -38,9 +38,7 @@ impl Session {
     }
 
     fn start(root: PathBuf, dir: Option<TempDir>) -> Session {
-        let start = StartSession {
-            vended_id: VENDED_ID,
-            session_id: SESSION_ID.into(),
+        let vm = PrepareVm {
             app_dir: root.display().to_string(),
             viewdefs_dir: String::new(),
             confine_dir: String::new(),
@@ -50,7 +48,11 @@ impl Session {
             },
             sandbox: Default::default(),
         };
-        let mut session = LuaSession::new(&start).unwrap();
+        let start = StartSession {
+            vended_id: VENDED_ID,
+            session_id: SESSION_ID.into(),
+        };
+        let mut session = LuaSession::new(&vm, &start).unwrap();
         session.load_main().unwrap();
         session.tab_opened(1);
         session.tab_opened(2);
