@@ -308,7 +308,6 @@ impl Server {
     /// What a new worker's VM is built from: the app, and the Lua limits in force now (they
     /// follow SIGHUP: see `reload`).
     fn prepare_vm(&self) -> PrepareVm {
-        let config = crate::live_config::live(&self.config);
         PrepareVm {
             app_dir: self.app_dir.to_string_lossy().into_owned(),
             viewdefs_dir: self.config.dir.as_ref().map_or_else(String::new, |site| {
@@ -319,11 +318,17 @@ impl Server {
                 .dir
                 .as_ref()
                 .map_or_else(String::new, |site| site.to_string_lossy().into_owned()),
-            limits: LuaLimits {
-                memory_bytes: config.lua_memory_limit,
-                turn_time_ms: config.lua_time_limit.as_millis() as u64,
-            },
+            limits: self.live_limits(),
             sandbox: crate::sandbox::policy(),
+        }
+    }
+
+    /// The Lua limits for new sessions now (they follow SIGHUP: see `reload`).
+    fn live_limits(&self) -> LuaLimits {
+        let config = crate::live_config::live(&self.config);
+        LuaLimits {
+            memory_bytes: config.lua_memory_limit,
+            turn_time_ms: config.lua_time_limit.as_millis() as u64,
         }
     }
 
@@ -380,7 +385,7 @@ impl Server {
     ) -> Result<(), StartError> {
         let started = Instant::now();
         self.pool.taken(started);
-        let limits = self.prepare_vm().limits;
+        let limits = self.live_limits();
         // A spare may have died while it waited (its zygote died, say) before anyone noticed;
         // that is no fault of this session, so one such failure is retried on a fresh worker.
         let mut from_pool = true;
