@@ -194,6 +194,8 @@ async fn run(startup: Startup) -> std::io::Result<()> {
             tracing::error!("cannot start the zygote ({e}); workers will be exec'd");
         }
     }
+    // The first spares are on their way before the server answers anything (`/readyz`).
+    broker.server.refill_spares();
     tokio::spawn(broker.server.clone().tend_spares());
     let budget = fd_budget::budget();
     budget.keep_counting();
