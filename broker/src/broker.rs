@@ -15,6 +15,7 @@ use protocol::ipc::BrokerToWorker;
 
 use crate::child::Exit;
 use crate::config::Config;
+use crate::edge::Edge;
 use crate::live_config;
 use crate::manager::{CreateError, SessionManager};
 use crate::metrics::metrics;
@@ -30,6 +31,8 @@ pub struct Broker {
     pub config: Arc<Config>,
     pub manager: SessionManager,
     pub server: Arc<Server>,
+    /// Connection, creation-rate and tab bounds (`edge/`).
+    pub edge: Arc<Edge>,
     /// Why a session that is gone for good went (shown on its 404 page).
     tombstones: Mutex<HashMap<String, String>>,
 }
@@ -42,7 +45,9 @@ impl Broker {
         live_config::publish(config.clone());
         let (server, events) = Server::new(config.clone(), app_dir, reaper)?;
         let broker = Arc::new(Broker {
-            manager: SessionManager::new(config.max_sessions, config.max_pending_sessions),
+            manager: SessionManager::new(config.max_sessions, config.max_pending_sessions)
+                .with_node_id(config.node_id.clone()),
+            edge: Arc::new(Edge::new(&config)),
             config,
             server: Arc::new(server),
             tombstones: Mutex::default(),
@@ -53,6 +58,10 @@ impl Broker {
 
     /// `GET /`: a new session with a worker that ran main.lua, reachable by its id.
     pub async fn create_session(&self) -> Result<Arc<Session>, CreateError> {
+        if self.manager.is_full() {
+            // Never-opened sessions give way before a new user is refused (eviction.rs).
+            self.evict_unadopted();
+        }
         let reservation = self.manager.reserve()?;
         if let Err(e) = self.server.create_lua_session(&reservation.session).await {
             metrics().sessions_failed.inc();
@@ -156,11 +165,22 @@ impl Broker {
     /// then SIGTERM at half of `grace`, SIGKILL at its end; returns once the worker is reaped
     /// (or was never there).
     pub async fn destroy_session(&self, session: &Arc<Session>, cause: EndCause, why: String) {
-        let worker = session.begin_ending(&why, cause.close_code());
-        self.forget(session, cause, why);
-        if let Some(worker) = worker {
+        if let Some(worker) = self.begin_destroy(session, cause, why) {
             stop_worker(&worker, self.config.shutdown_grace).await;
         }
+    }
+
+    /// The first, synchronous half of [`Self::destroy_session`]: on return the session is
+    /// gone from the manager and its tabs are closing; the worker still to stop is returned.
+    pub fn begin_destroy(
+        &self,
+        session: &Arc<Session>,
+        cause: EndCause,
+        why: String,
+    ) -> Option<Arc<WorkerHandle>> {
+        let worker = session.begin_ending(&why, cause.close_code());
+        self.forget(session, cause, why);
+        worker
     }
 
     /// Destroys sessions past their adoption window or idle timeout.
@@ -206,7 +226,7 @@ impl Broker {
 
 /// Asks a worker to stop, then escalates: SIGTERM at grace/2, SIGKILL at grace. Returns once
 /// it has been reaped.
-async fn stop_worker(worker: &WorkerHandle, grace: Duration) {
+pub async fn stop_worker(worker: &WorkerHandle, grace: Duration) {
     let exit = worker.wait_exit();
     tokio::pin!(exit);
     worker.try_send(BrokerToWorker::Shutdown);

@@ -110,6 +110,60 @@ pub struct Config {
     #[arg(long, env = "LUABROKER_TAB_QUEUE_LIMIT", default_value_t = 1024)]
     pub tab_queue_limit: usize,
 
+    // ---- what an unauthenticated client may hold (broker/src/edge/) ----
+    /// A request's headers must arrive within this long of its first byte; else the
+    /// connection is closed.
+    #[arg(long, env = "LUABROKER_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// A connection with no request in progress (before its first, or between keep-alive
+    /// requests) is closed after this long; 0 = never.
+    #[arg(long, env = "LUABROKER_CONNECTION_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub connection_idle_timeout: Duration,
+
+    /// Open client connections (HTTP and tabs). At the cap the longest-idle connection is
+    /// closed for a newcomer; with none idle the newcomer gets 503. 0 = three quarters of
+    /// the open-files limit (the rest stays for workers and the broker's own files).
+    #[arg(long, env = "LUABROKER_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Open connections from one client address; beyond it 503 and close.
+    #[arg(
+        long,
+        env = "LUABROKER_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 256
+    )]
+    pub max_connections_per_client: usize,
+
+    /// Sessions one client address may create per minute, after its burst; beyond it 429
+    /// with Retry-After. 0 = no limit.
+    #[arg(long, env = "LUABROKER_CREATE_RATE_PER_CLIENT", default_value_t = 60)]
+    pub create_rate_per_client: u32,
+
+    /// Sessions one client address may create at once before the per-minute rate applies.
+    #[arg(long, env = "LUABROKER_CREATE_BURST_PER_CLIENT", default_value_t = 60)]
+    pub create_burst_per_client: u32,
+
+    /// A WebSocket upgrade must become a working tab (a crashed session's worker restarted
+    /// included) within this long; else the tab gets an error and is closed. 0 = no limit.
+    #[arg(long, env = "LUABROKER_WS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub ws_handshake_timeout: Duration,
+
+    /// Every tab is pinged this often; one that sent nothing since the previous ping is
+    /// dropped (so a vanished browser goes within two intervals). 0 = no pings.
+    #[arg(long, env = "LUABROKER_WS_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub ws_ping_interval: Duration,
+
+    /// Two lowercase hex digits that start every session id this node vends, so that a load
+    /// balancer can send each session's requests to its node (deploy/haproxy.cfg).
+    #[arg(long, env = "LUABROKER_NODE_ID", value_parser = crate::node_id::parse_node_id)]
+    pub node_id: Option<String>,
+
+    /// Load balancers whose word on the client address is taken (comma-separated addresses
+    /// or networks, e.g. 10.0.0.0/8): a PROXY protocol v1/v2 header, else X-Forwarded-For.
+    #[arg(long, env = "LUABROKER_TRUSTED_PROXY", value_delimiter = ',', value_parser = crate::edge::client_addr::parse_net)]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
+
     /// Serve the admin API (`GET /sessions`, `DELETE /sessions/<id>`) here: a bare port means
     /// 127.0.0.1:PORT. It has no authentication: keep it on loopback. Off unless set. Prints
     /// `admin on http://ADDR:PORT`.
@@ -228,5 +282,15 @@ mod tests {
         assert_eq!(c.max_sessions, 10_000);
         assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
         assert_eq!(c.max_crashes, 5);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.connection_idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_connections, 0);
+        assert_eq!(c.max_connections_per_client, 256);
+        assert_eq!(
+            (c.create_rate_per_client, c.create_burst_per_client),
+            (60, 60)
+        );
+        assert_eq!(c.ws_ping_interval, Duration::from_secs(30));
+        assert!(c.trusted_proxy.is_empty());
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -16,6 +16,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use crate::broker::Broker;
+use crate::edge::client_addr::ClientAddr;
 use crate::health;
 use crate::manager::{is_session_id, CreateError};
 use crate::page;
@@ -42,7 +43,15 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .with_state(broker)
 }
 
-async fn create_session(State(broker): State<Arc<Broker>>) -> Response {
+async fn create_session(
+    State(broker): State<Arc<Broker>>,
+    Extension(ClientAddr(client)): Extension<ClientAddr>,
+) -> Response {
+    // The client's own bound first: a flood from one address spends its tokens, not the
+    // descriptor budget everyone shares.
+    if let Err(wait) = broker.edge.creation.check(client) {
+        return crate::edge::rate_limit::refusal(wait);
+    }
     if let Err(short) = crate::fd_budget::budget().admit_session() {
         return crate::fd_budget::refusal(short);
     }

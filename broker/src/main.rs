@@ -9,6 +9,8 @@ mod broker;
 mod child;
 mod config;
 mod config_file;
+mod edge;
+mod eviction;
 mod fd_budget;
 mod guarded_listener;
 mod health;
@@ -18,6 +20,7 @@ mod limits;
 mod live_config;
 mod manager;
 mod metrics;
+mod node_id;
 mod page;
 mod proc_stats;
 mod reaper;
@@ -214,11 +217,24 @@ async fn run(startup: Startup) -> std::io::Result<()> {
     let maintenance = tokio::spawn(maintain(broker.clone()));
     let (stop_accepting, accepting_stopped) = tokio::sync::oneshot::channel::<()>();
     // `http`, not `server`: `broker.server` is the worker Server (the seed's name).
+    // Our own server loop (edge/listener.rs) rather than `axum::serve`: per-connection
+    // timeouts and caps. It accepts through the guarded listener (503 at the very limit).
     let listener = guarded_listener::GuardedListener::new(listener, budget.clone());
-    let http = axum::serve(listener, http::router(broker.clone())).with_graceful_shutdown(async {
-        let _ = accepting_stopped.await;
-    });
-    let http = tokio::spawn(async move { http.await });
+    let timeouts = edge::listener::Timeouts {
+        header_read: broker.config.header_read_timeout,
+        idle: Config::opt(broker.config.connection_idle_timeout),
+    };
+    let http = edge::listener::serve(
+        listener,
+        http::router(broker.clone()),
+        broker.edge.clone(),
+        timeouts,
+        async {
+            let _ = accepting_stopped.await;
+        },
+    );
+    let http = tokio::spawn(http);
+    let housekeeping = tokio::spawn(edge::housekeeping(broker.edge.clone()));
 
     if let Some(listener) = metrics_listener {
         let at = listener.local_addr()?;
@@ -246,6 +262,7 @@ async fn run(startup: Startup) -> std::io::Result<()> {
     broker.shutdown().await;
     let _ = stop_accepting.send(());
     maintenance.abort();
+    housekeeping.abort();
     // Plain HTTP requests still in flight get a moment to finish; tabs are already closed.
     let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
     broker.server.close();

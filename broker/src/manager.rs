@@ -41,6 +41,8 @@ pub struct SessionManager {
     /// The caps; SIGHUP may change them (see `reload`).
     max_sessions: AtomicUsize,
     max_pending: AtomicUsize,
+    /// `--node-id`: the prefix of every id this node vends (node_id.rs).
+    node_id: Option<String>,
 }
 
 /// A session being created: it counts against both caps until it is published or dropped.
@@ -69,7 +71,14 @@ impl SessionManager {
             closing: AtomicBool::new(false),
             max_sessions: AtomicUsize::new(max_sessions),
             max_pending: AtomicUsize::new(max_pending),
+            node_id: None,
         }
+    }
+
+    /// Vends ids that name this node (`--node-id`).
+    pub fn with_node_id(mut self, node_id: Option<String>) -> SessionManager {
+        self.node_id = node_id;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<Session>>> {
@@ -106,7 +115,7 @@ impl SessionManager {
         Ok(Reservation {
             _pending: pending,
             session: Session::new(
-                new_session_id(),
+                crate::node_id::new_session_id(self.node_id.as_deref()),
                 self.next_vended.fetch_add(1, Ordering::Relaxed),
                 self.unattended.clone(),
             ),
@@ -148,6 +157,11 @@ impl SessionManager {
 
     pub fn live(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Whether a new session would be refused at `--max-sessions` right now.
+    pub fn is_full(&self) -> bool {
+        self.live() + self.creating() >= self.caps().0
     }
 
     /// Sessions being created right now (counted against both caps).
@@ -203,13 +217,6 @@ impl SessionManager {
             })
             .collect()
     }
-}
-
-/// 128 bits from the OS CSPRNG as 32 lowercase hex characters.
-pub fn new_session_id() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS random source is available");
-    uuid::Uuid::from_bytes(bytes).simple().to_string()
 }
 
 pub fn is_session_id(s: &str) -> bool {
@@ -279,8 +286,8 @@ mod tests {
 
     #[test]
     fn ids_are_32_lowercase_hex_and_distinct() {
-        let a = new_session_id();
-        let b = new_session_id();
+        let a = crate::node_id::new_session_id(None);
+        let b = crate::node_id::new_session_id(None);
         assert!(is_session_id(&a), "{a}");
         assert_ne!(a, b);
         assert!(!is_session_id("ABCDEF00000000000000000000000000"));

@@ -84,6 +84,10 @@ pub struct Metrics {
     pub spare_workers_target: Gauge,
     pub worker_rss_sum_bytes: Gauge,
     pub worker_rss_max_bytes: Gauge,
+    /// Open client connections, HTTP and tabs (`edge/conn_table.rs`).
+    pub connections: Gauge,
+    /// Client addresses holding a creation rate-limit bucket (`edge/rate_limit.rs`).
+    pub rate_limited_clients: Gauge,
 }
 
 impl Metrics {
@@ -112,6 +116,8 @@ impl Metrics {
             spare_workers_target: Gauge::default(),
             worker_rss_sum_bytes: Gauge::default(),
             worker_rss_max_bytes: Gauge::default(),
+            connections: Gauge::default(),
+            rate_limited_clients: Gauge::default(),
         };
         let mut r = Registry::default();
         r.register(
@@ -210,6 +216,16 @@ impl Metrics {
             "luabroker_worker_rss_max_bytes",
             "Resident memory of the largest session worker (sampled at scrape)",
             m.worker_rss_max_bytes.clone(),
+        );
+        r.register(
+            "luabroker_connections",
+            "Open client connections (HTTP and WebSocket)",
+            m.connections.clone(),
+        );
+        r.register(
+            "luabroker_rate_limited_clients",
+            "Client addresses with a session-creation rate-limit bucket",
+            m.rate_limited_clients.clone(),
         );
         r.register(
             "luabroker_build",

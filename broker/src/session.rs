@@ -49,6 +49,8 @@ pub enum EndCause {
     Shutdown,
     /// An operator ended it through the admin API.
     Admin,
+    /// Never opened, and destroyed at `--max-sessions` to admit a new one (eviction.rs).
+    Evicted,
 }
 
 impl EndCause {
@@ -59,13 +61,16 @@ impl EndCause {
             EndCause::Crashes => "crashes",
             EndCause::Shutdown => "shutdown",
             EndCause::Admin => "admin",
+            EndCause::Evicted => "evicted",
         }
     }
 
     /// The WebSocket close code its tabs get.
     pub fn close_code(self) -> u16 {
         match self {
-            EndCause::Idle | EndCause::Unadopted | EndCause::Shutdown => close::GOING_AWAY,
+            EndCause::Idle | EndCause::Unadopted | EndCause::Shutdown | EndCause::Evicted => {
+                close::GOING_AWAY
+            }
             EndCause::Crashes | EndCause::Admin => close::SERVER_ERROR,
         }
     }
@@ -200,6 +205,11 @@ impl Session {
 
     pub fn state(&self) -> Lifecycle {
         self.lock().state.clone()
+    }
+
+    /// Whether a tab has ever connected (an unadopted session may be evicted at the cap).
+    pub fn is_adopted(&self) -> bool {
+        self.lock().adopted
     }
 
     pub fn worker(&self) -> Option<Arc<WorkerHandle>> {

@@ -19,6 +19,7 @@ use protocol::limits::MAX_BROWSER_FRAME;
 use tokio::sync::mpsc;
 
 use crate::broker::Broker;
+use crate::edge::tab_keepalive::{next_tick, ping_ticker, Liveness};
 use crate::live_config;
 use crate::metrics::metrics;
 use crate::session::{close, Attached, Lifecycle, Session, TabOut};
@@ -88,8 +89,35 @@ fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
 }
 
 async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Session>) {
-    // A crashed session's tab coming back gets a fresh worker.
-    if let Err(e) = broker.revive(&session).await {
+    // A crashed session's tab coming back gets a fresh worker. The restart runs in its own
+    // task: past the handshake timeout the tab is told and closed, and the restart finishes
+    // for the next one (a start cut short could leave a half-started process behind).
+    let reviving = {
+        let (broker, session) = (broker.clone(), session.clone());
+        tokio::spawn(async move { broker.revive(&session).await })
+    };
+    let revived = match crate::config::Config::opt(broker.config.ws_handshake_timeout) {
+        Some(limit) => tokio::time::timeout(limit, reviving)
+            .await
+            .map_err(|_| limit),
+        None => Ok(reviving.await),
+    };
+    let revived = match revived {
+        Ok(Ok(revived)) => revived,
+        Ok(Err(join)) => Err(crate::server::StartError::SessionClosing(join.to_string())),
+        Err(limit) => {
+            metrics().limit_hit("ws_handshake_timeout");
+            tracing::warn!(session = %session.id, "tab refused: the session did not start within {limit:?}");
+            let why = format!("the session did not start within {limit:?}; reload to try again");
+            let text = error_text(None, ErrorCode::SessionCrashed, &why);
+            let _ = socket.send(Message::Text(text.into())).await;
+            let _ = socket
+                .send(close_message(close::SERVER_ERROR, "session unavailable"))
+                .await;
+            return;
+        }
+    };
+    if let Err(e) = revived {
         let text = error_text(None, ErrorCode::SessionCrashed, &e.to_string());
         let _ = socket.send(Message::Text(text.into())).await;
         let _ = socket
@@ -124,8 +152,12 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
     let (mut sink, mut stream) = socket.split();
     // Browser → worker. Bad messages are answered here, through the tab's own queue.
     let replies = session.tab_sender(tab);
+    let liveness = Liveness::default();
     let reader = async {
         while let Some(incoming) = stream.next().await {
+            if incoming.is_ok() {
+                liveness.heard();
+            }
             let text = match incoming {
                 Ok(Message::Text(text)) => text,
                 Ok(Message::Binary(_)) => {
@@ -180,17 +212,32 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
         ReaderEnd::TabLeft
     };
     // Worker (and broker) → browser.
+    // Worker (and broker) → browser, and the keep-alive pings (edge/tab_keepalive.rs).
+    let mut pings = ping_ticker(broker.config.ws_ping_interval);
     let writer = async {
-        while let Some(out) = outbox.recv().await {
+        loop {
+            let out = tokio::select! {
+                out = outbox.recv() => out,
+                () = next_tick(&mut pings) => {
+                    if !liveness.answered() {
+                        return WriterEnd::Unresponsive;
+                    }
+                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                        return WriterEnd::Done;
+                    }
+                    continue;
+                }
+            };
             match out {
-                TabOut::Text(text) => {
+                None => return WriterEnd::Done,
+                Some(TabOut::Text(text)) => {
                     if sink.send(Message::Text(text.into())).await.is_err() {
-                        return;
+                        return WriterEnd::Done;
                     }
                 }
-                TabOut::Close(code, reason) => {
+                Some(TabOut::Close(code, reason)) => {
                     let _ = sink.send(close_message(code, &reason)).await;
-                    return;
+                    return WriterEnd::Done;
                 }
             }
         }
@@ -203,7 +250,12 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
                 let _ = tokio::time::timeout(CRASH_NOTICE_WAIT, &mut writer).await;
             }
         }
-        () = &mut writer => {}
+        end = &mut writer => {
+            if end == WriterEnd::Unresponsive {
+                metrics().limit_hit("ws_ping");
+                tracing::info!(session = %session.id, tab, "tab disconnected: it stopped answering pings");
+            }
+        }
         () = kicked.cancelled() => {
             // The tab stopped reading and its queue overflowed. Its socket may be blocked on
             // a full TCP buffer, so the connection is dropped rather than closed politely.
@@ -213,6 +265,13 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
     session.detach_tab(tab);
     worker.send(BrokerToWorker::TabClosed { tab }).await;
     tracing::debug!(session = %session.id, tab, "tab disconnected");
+}
+
+#[derive(PartialEq)]
+enum WriterEnd {
+    Done,
+    /// Nothing arrived from the tab between two pings.
+    Unresponsive,
 }
 
 #[derive(PartialEq)]

@@ -1,0 +1,56 @@
+//! Session ids, and the node that owns them. A session lives in one node's processes, so a
+//! load balancer must send all of its requests to that node; the id says which. With
+//! `--node-id HH` (two lowercase hex digits) every id this node vends starts with `HH`, and the
+//! other 30 digits (120 bits) come from the OS CSPRNG: ids stay 32 lowercase hex, as long and as
+//! hard to guess as ever (2^120 is still far beyond any search). Without it all 32 are random.
+//! `deploy/haproxy.cfg` routes on this prefix.
+
+/// `--node-id`: exactly two lowercase hex digits.
+pub fn parse_node_id(s: &str) -> Result<String, String> {
+    if s.len() == 2
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a node id: two lowercase hex digits, 00 to ff"
+        ))
+    }
+}
+
+/// A new session id: 128 random bits as 32 lowercase hex, the first two replaced by `node`.
+pub fn new_session_id(node: Option<&str>) -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source is available");
+    let mut id = uuid::Uuid::from_bytes(bytes).simple().to_string();
+    if let Some(node) = node {
+        id.replace_range(..node.len(), node);
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manager::is_session_id;
+
+    #[test]
+    fn ids_carry_their_node_and_stay_random() {
+        let a = new_session_id(Some("0f"));
+        let b = new_session_id(Some("0f"));
+        assert!(is_session_id(&a) && is_session_id(&b), "{a} {b}");
+        assert_eq!((&a[..2], &b[..2]), ("0f", "0f"));
+        assert_ne!(a[2..], b[2..]);
+        assert!(is_session_id(&new_session_id(None)));
+    }
+
+    #[test]
+    fn node_ids_are_two_lowercase_hex_digits() {
+        assert_eq!(parse_node_id("01").unwrap(), "01");
+        assert!(parse_node_id("ff").is_ok());
+        for bad in ["1", "001", "FF", "g1", ""] {
+            assert!(parse_node_id(bad).is_err(), "{bad}");
+        }
+    }
+}
