@@ -268,8 +268,13 @@ async fn broker_sigkill_takes_a_worker_stuck_in_lua_with_it() {
 #[tokio::test]
 async fn the_session_cap_answers_503_without_starting_a_worker() {
     let broker = Broker::with_app(&[("main.lua", APP)], &["--max-sessions", "2"]);
-    broker.create_session().await;
-    broker.create_session().await;
+    // Both sessions opened in a tab: a never-opened one would make room at the cap instead
+    // (tests/hostile.rs shows that eviction).
+    let mut tabs = Vec::new();
+    for _ in 0..2 {
+        let id = broker.create_session().await;
+        tabs.push(open_tab(&broker, &id).await);
+    }
     let resp = client().get(broker.url("/")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 503);
     assert_eq!(resp.headers()["retry-after"], "1");

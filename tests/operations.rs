@@ -97,9 +97,11 @@ async fn health_and_readiness_answer_while_a_session_is_busy_in_a_lua_loop() {
 
 #[tokio::test]
 async fn readyz_turns_503_at_the_session_cap_and_200_again_when_a_session_ends() {
-    let broker = Broker::start(&["--max-sessions", "1", "--adoption-timeout", "300ms"]);
+    let broker = Broker::start(&["--max-sessions", "1", "--idle-timeout", "300ms"]);
     assert_eq!(broker.get("/readyz").await.0, 200);
-    broker.create_session().await;
+    let id = broker.create_session().await;
+    // Opened, so the cap refuses (a never-opened session would be evicted for a newcomer).
+    let tab = open_tab(&broker, &id).await;
 
     let (status, body) = broker.get("/readyz").await;
     assert_eq!(status, 503, "{body}");
@@ -108,7 +110,8 @@ async fn readyz_turns_503_at_the_session_cap_and_200_again_when_a_session_ends()
     assert_eq!(broker.get("/healthz").await.0, 200);
     assert_eq!(broker.get("/").await.0, 503);
 
-    // The session is never adopted; once it is culled the server is ready again.
+    // Its tab goes; once the session has idled out the server is ready again.
+    drop(tab);
     wait_for_body(&broker.url("/readyz"), "readyz 200", |s, _| s == 200).await;
     let metrics = broker.get("/metrics").await.1;
     assert_eq!(
@@ -117,10 +120,7 @@ async fn readyz_turns_503_at_the_session_cap_and_200_again_when_a_session_ends()
     );
     assert_eq!(value(&metrics, "luabroker_sessions_refused_total"), 1.0);
     assert_eq!(
-        value(
-            &metrics,
-            "luabroker_sessions_ended_total{cause=\"unadopted\"}"
-        ),
+        value(&metrics, "luabroker_sessions_ended_total{cause=\"idle\"}"),
         1.0
     );
 }
@@ -317,9 +317,11 @@ async fn config_precedence_is_flag_then_environment_then_file_then_default() {
     let broker = Broker::start(&["--config", again.path().to_str().unwrap()]);
     let spares = broker.get("/metrics").await.1;
     assert!(sample(&spares, "luabroker_spare_workers").is_some());
-    // The file's max_sessions = 7 holds: 7 sessions, then 503.
+    // The file's max_sessions = 7 holds: 7 sessions (opened, so none is evicted), then 503.
+    let mut tabs = Vec::new();
     for _ in 0..7 {
-        broker.create_session().await;
+        let id = broker.create_session().await;
+        tabs.push(open_tab(&broker, &id).await);
     }
     assert_eq!(broker.get("/").await.0, 503);
 }
@@ -381,6 +383,8 @@ async fn sighup_applies_new_limits_and_says_what_needs_a_restart() {
     let path = file.path().to_str().unwrap().to_string();
     let broker = Broker::start(&["--config", &path]);
     let id = broker.create_session().await;
+    // Opened, so the cap refuses rather than evicting it.
+    let _tab = open_tab(&broker, &id).await;
     assert_eq!(broker.get("/").await.0, 503);
 
     // A file that no longer loads changes nothing.

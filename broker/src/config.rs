@@ -123,7 +123,8 @@ pub struct Config {
 
     /// Open client connections (HTTP and tabs). At the cap the longest-idle connection is
     /// closed for a newcomer; with none idle the newcomer gets 503. 0 = three quarters of
-    /// the open-files limit (the rest stays for workers and the broker's own files).
+    /// what the descriptor reserve leaves of the open-files limit (the last quarter stays for
+    /// worker sockets; see fd_budget.rs).
     #[arg(long, env = "LUABROKER_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
 
@@ -156,7 +157,7 @@ pub struct Config {
 
     /// Two lowercase hex digits that start every session id this node vends, so that a load
     /// balancer can send each session's requests to its node (deploy/haproxy.cfg).
-    #[arg(long, env = "LUABROKER_NODE_ID", value_parser = crate::node_id::parse_node_id)]
+    #[arg(long, env = "LUABROKER_NODE_ID", value_parser = crate::session_id::parse_node_id)]
     pub node_id: Option<String>,
 
     /// Load balancers whose word on the client address is taken (comma-separated addresses

@@ -188,6 +188,17 @@ impl FdBudget {
         (self.fds_left() / SESSION_COST, self.processes_left())
     }
 
+    /// The default `--max-connections`: three quarters of what the reserve leaves. The last
+    /// quarter is what client connections can never take, however many a client opens: the
+    /// worker sockets of the sessions admitted (connections beyond the cap shed idle ones
+    /// instead, `edge/conn_table.rs`).
+    pub fn connection_cap(&self) -> usize {
+        let usable = self.limit.saturating_sub(self.reserve);
+        usize::try_from(usable / 4 * 3)
+            .unwrap_or(usize::MAX)
+            .max(16)
+    }
+
     pub fn limit(&self) -> u64 {
         self.limit
     }
@@ -306,6 +317,13 @@ mod tests {
             after + 150 <= during,
             "{during} with 200 open, {after} after"
         );
+    }
+
+    #[test]
+    fn connections_leave_a_quarter_for_workers() {
+        // 256 descriptors: 32 reserved, 224 usable, 168 for connections.
+        assert_eq!(budget(256, 0).connection_cap(), 168);
+        assert_eq!(budget(1 << 20, 0).connection_cap(), 785_664);
     }
 
     #[test]

@@ -18,11 +18,12 @@ use tower_http::services::ServeFile;
 use crate::broker::Broker;
 use crate::edge::client_addr::ClientAddr;
 use crate::health;
-use crate::manager::{is_session_id, CreateError};
+use crate::manager::CreateError;
 use crate::page;
 use crate::scrape;
 use crate::server::StartError;
 use crate::session::Session;
+use crate::session_id::is_session_id;
 use crate::variable_browser;
 use crate::ws;
 

@@ -17,6 +17,7 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::metrics::metrics;
 use crate::server::StartError;
 use crate::session::{EndCause, Session};
+use crate::session_id::{is_session_id, new_session_id};
 use crate::unattended::Unattended;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +42,7 @@ pub struct SessionManager {
     /// The caps; SIGHUP may change them (see `reload`).
     max_sessions: AtomicUsize,
     max_pending: AtomicUsize,
-    /// `--node-id`: the prefix of every id this node vends (node_id.rs).
+    /// `--node-id`: the prefix of every id this node vends (session_id.rs).
     node_id: Option<String>,
 }
 
@@ -115,7 +116,7 @@ impl SessionManager {
         Ok(Reservation {
             _pending: pending,
             session: Session::new(
-                crate::node_id::new_session_id(self.node_id.as_deref()),
+                new_session_id(self.node_id.as_deref()),
                 self.next_vended.fetch_add(1, Ordering::Relaxed),
                 self.unattended.clone(),
             ),
@@ -219,12 +220,6 @@ impl SessionManager {
     }
 }
 
-pub fn is_session_id(s: &str) -> bool {
-    s.len() == 32
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,15 +277,5 @@ mod tests {
             .iter()
             .all(|(s, cause, _)| *cause == EndCause::Unadopted && s.id != ids[17]));
         assert!(manager.expired_at(minute, minute, after).is_empty(), "once");
-    }
-
-    #[test]
-    fn ids_are_32_lowercase_hex_and_distinct() {
-        let a = crate::node_id::new_session_id(None);
-        let b = crate::node_id::new_session_id(None);
-        assert!(is_session_id(&a), "{a}");
-        assert_ne!(a, b);
-        assert!(!is_session_id("ABCDEF00000000000000000000000000"));
-        assert!(!is_session_id("../etc/passwd"));
     }
 }

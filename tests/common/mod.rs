@@ -41,6 +41,14 @@ pub struct Launch<'a> {
     pub user: Option<(u32, u32)>,
 }
 
+/// What [`Broker`] adds unless a test sets the creation rate itself.
+pub const NO_CREATION_LIMIT: &[&str] = &[
+    "--create-rate-per-client",
+    "1000000",
+    "--create-burst-per-client",
+    "1000000",
+];
+
 /// Writes a Lua app (file name → source) into a fresh directory.
 pub fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -103,6 +111,11 @@ impl Broker {
         cmd.arg("--listen").arg("127.0.0.1:0");
         if let Some(dir) = &app {
             cmd.arg("--lua-dir").arg(dir.path());
+        }
+        // GET / is rate-limited per client address, and every test client is 127.0.0.1: a
+        // test that is not about that limit must not trip it (tests/hostile.rs is about it).
+        if !args.iter().any(|a| a.starts_with("--create-")) {
+            cmd.args(NO_CREATION_LIMIT);
         }
         cmd.args(args)
             .env("RUST_LOG", "info")
@@ -409,6 +422,15 @@ pub async fn connect(broker: &Broker, id: &str) -> Ws {
     let (ws, _) = tokio_tungstenite::connect_async_with_config(broker.ws_url(id), None, true)
         .await
         .expect("WebSocket connect");
+    ws
+}
+
+/// Opens a tab on the session and waits until it is attached (a round trip through the
+/// worker): from then on the session counts as adopted, so it is never evicted at the cap.
+pub async fn open_tab(broker: &Broker, id: &str) -> Ws {
+    let mut ws = connect(broker, id).await;
+    send(&mut ws, msg("get", serde_json::json!({"varIds": [1]}))).await;
+    recv_until(&mut ws, |m| m["type"] == "get").await;
     ws
 }
 

@@ -6,9 +6,9 @@
 //! no deadline of ours; `Done` means the connection ended or became a WebSocket tab, which
 //! pings bound instead. The socket wrapper reports reads, the service reports requests.
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -63,7 +63,7 @@ impl ConnState {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock()
     }
 
     pub fn phase(&self) -> Phase {

@@ -41,7 +41,8 @@ pub struct Edge {
 impl Edge {
     pub fn new(config: &Config) -> Edge {
         let max = match config.max_connections {
-            0 => auto_max_connections(),
+            // The descriptor budget owns the descriptor arithmetic (fd_budget.rs).
+            0 => crate::fd_budget::budget().connection_cap(),
             n => n,
         };
         tracing::info!(
@@ -58,17 +59,6 @@ impl Edge {
             trusted: TrustedProxies::new(config.trusted_proxy.clone()),
         }
     }
-}
-
-/// Three quarters of the open-files limit: the last quarter stays for worker sockets, the
-/// zygote, logs and everything else the broker opens itself.
-fn auto_max_connections() -> usize {
-    use nix::sys::resource::{getrlimit, Resource};
-    let soft = getrlimit(Resource::RLIMIT_NOFILE)
-        .map(|(soft, _)| soft)
-        .unwrap_or(1024);
-    let soft = usize::try_from(soft).unwrap_or(usize::MAX);
-    (soft / 4 * 3).max(16)
 }
 
 /// Forgets the creation buckets of addresses that have gone quiet, every minute, forever.

@@ -4,6 +4,9 @@
 //! other 30 digits (120 bits) come from the OS CSPRNG: ids stay 32 lowercase hex, as long and as
 //! hard to guess as ever (2^120 is still far beyond any search). Without it all 32 are random.
 //! `deploy/haproxy.cfg` routes on this prefix.
+//!
+//! A leaf: it names no other module (the config parses `--node-id` with it, the manager vends
+//! ids with it).
 
 /// `--node-id`: exactly two lowercase hex digits.
 pub fn parse_node_id(s: &str) -> Result<String, String> {
@@ -30,10 +33,17 @@ pub fn new_session_id(node: Option<&str>) -> String {
     id
 }
 
+/// Whether `s` has the shape of a session id (32 lowercase hex): anything else is not looked
+/// up at all.
+pub fn is_session_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manager::is_session_id;
 
     #[test]
     fn ids_carry_their_node_and_stay_random() {
@@ -43,6 +53,16 @@ mod tests {
         assert_eq!((&a[..2], &b[..2]), ("0f", "0f"));
         assert_ne!(a[2..], b[2..]);
         assert!(is_session_id(&new_session_id(None)));
+    }
+
+    #[test]
+    fn ids_are_32_lowercase_hex_and_distinct() {
+        let a = new_session_id(None);
+        let b = new_session_id(None);
+        assert!(is_session_id(&a), "{a}");
+        assert_ne!(a, b);
+        assert!(!is_session_id("ABCDEF00000000000000000000000000"));
+        assert!(!is_session_id("../etc/passwd"));
     }
 
     #[test]
