@@ -340,6 +340,58 @@ async fn a_tab_that_stops_answering_pings_is_dropped_and_a_live_one_stays() {
     recv_until(&mut live, |m| m["type"] == "get").await;
 }
 
+/// main.lua that takes 0.6 s of CPU: a crashed session's restart outlasts a 100 ms
+/// handshake timeout, whatever the machine's load.
+const SLOW_START: &str =
+    "local t = os.clock() while os.clock() - t < 0.6 do end\nsession:createAppVariable({})\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_whose_session_cannot_start_in_time_are_told_and_one_restart_serves_the_next() {
+    let broker = Broker::with_app(
+        &[("main.lua", SLOW_START)],
+        &["--ws-handshake-timeout", "100ms", "--spare-workers", "0"],
+    );
+    let id = broker.create_session().await;
+    let crashed = broker.workers()[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(crashed),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    broker.wait_log("session worker crashed");
+
+    // Two tabs come back at once; the restart takes longer than they may wait.
+    let (mut a, mut b) = tokio::join!(connect(&broker, &id), connect(&broker, &id));
+    for ws in [&mut a, &mut b] {
+        let (code, _, before) = recv_close(ws).await;
+        assert_eq!(code, 1011);
+        let told = before
+            .iter()
+            .find(|m| m["type"] == "error")
+            .unwrap_or_else(|| panic!("no error before the close: {before:?}"));
+        let text = told["data"]["description"].as_str().unwrap();
+        assert!(text.contains("did not start within 100ms"), "{text}");
+    }
+    assert_eq!(
+        metric(
+            &broker,
+            r#"luabroker_limit_hits_total{limit="ws_handshake_timeout"}"#
+        )
+        .await,
+        2
+    );
+
+    // The restart ran on (one, not one per tab) and serves the next tab.
+    wait_until("the restart to finish", || {
+        broker.log().matches("session started").count() == 2
+    })
+    .await;
+    let _tab = tab_works(&broker, &id).await;
+    let workers = broker.workers();
+    assert_eq!(workers.len(), 1, "one worker for the session: {workers:?}");
+    assert_ne!(workers[0], crashed);
+}
+
 #[tokio::test]
 async fn only_a_trusted_proxy_names_the_client() {
     let broker = Broker::start(&[

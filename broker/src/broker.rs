@@ -71,7 +71,9 @@ impl Broker {
     }
 
     /// A crashed session gets a fresh worker (main.lua runs again) when a tab comes back.
+    /// Restarts run one at a time per session: whoever comes second finds it live.
     pub async fn revive(&self, session: &Arc<Session>) -> Result<(), StartError> {
+        let _one_restart = session.reviving.lock().await;
         match session.state() {
             Lifecycle::Crashed { .. } => {
                 let revived = self.server.create_lua_session(session).await;

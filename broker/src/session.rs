@@ -115,6 +115,9 @@ pub struct Session {
     /// This session, for its entry in `unattended`.
     me: Weak<Session>,
     inner: Mutex<Inner>,
+    /// Held while a crashed session's worker is restarted (`Broker::revive`), so that tabs
+    /// and page loads arriving together start one worker, not one each.
+    pub reviving: tokio::sync::Mutex<()>,
 }
 
 /// One connected tab: its bounded outgoing queue, and the switch that drops it when it falls
@@ -155,6 +158,7 @@ impl Session {
                 waiting: None,
                 crashes: VecDeque::new(),
             }),
+            reviving: tokio::sync::Mutex::new(()),
         })
     }
 
