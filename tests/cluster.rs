@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use nix::sys::signal::Signal;
-use serde_json::{json, Value as Json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 const SHIPPED: &str = include_str!("../deploy/haproxy.cfg");
@@ -81,19 +80,8 @@ impl Haproxy {
             .spawn()
             .expect("start haproxy (./test.sh installs it: apt-get install haproxy)");
         let log = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let sink = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut log = sink.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            });
-        }
+        collect_lines(child.stdout.take().unwrap(), log.clone());
+        collect_lines(child.stderr.take().unwrap(), log.clone());
         Haproxy {
             child,
             port,
@@ -144,6 +132,12 @@ async fn until_status(
     }
 }
 
+/// The status of the session's page through the proxy.
+async fn page_status(haproxy: &Haproxy, id: &str) -> u16 {
+    let page = user(1).get(haproxy.url(&format!("/{id}"))).send().await;
+    page.unwrap().status().as_u16()
+}
+
 /// `GET /` through the proxy → the new session's id.
 async fn create(haproxy: &Haproxy, client: &reqwest::Client) -> String {
     let resp = client.get(haproxy.url("/")).send().await.unwrap();
@@ -153,42 +147,18 @@ async fn create(haproxy: &Haproxy, client: &reqwest::Client) -> String {
     id
 }
 
-type ProxiedWs =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// Opens the session's tab through the proxy and sees the app variable.
-async fn open_tab(haproxy: &Haproxy, id: &str) -> ProxiedWs {
+async fn open_tab(haproxy: &Haproxy, id: &str) -> Ws {
     let url = format!("ws://127.0.0.1:{}/ws/{id}", haproxy.port);
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("WebSocket through HAProxy");
-    watch_app(&mut ws).await;
+    send(&mut ws, msg("watch", json!({"varId": 1}))).await;
+    recv_until(&mut ws, |m| {
+        m["type"] == "update" && m["data"]["varId"] == 1
+    })
+    .await;
     ws
-}
-
-async fn watch_app(ws: &mut ProxiedWs) {
-    let watch = msg("watch", json!({"varId": 1})).to_string();
-    ws.send(Message::Text(watch.into())).await.unwrap();
-    loop {
-        let frame = tokio::time::timeout(DEADLINE, ws.next())
-            .await
-            .expect("a reply through HAProxy")
-            .expect("socket open")
-            .expect("socket ok");
-        if let Message::Text(t) = frame {
-            let json: Json = serde_json::from_str(t.as_str()).unwrap();
-            let msgs = match json {
-                Json::Array(items) => items,
-                one => vec![one],
-            };
-            if msgs
-                .iter()
-                .any(|m| m["type"] == "update" && m["data"]["varId"] == 1)
-            {
-                return;
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,12 +209,7 @@ async fn two_nodes_behind_haproxy_route_by_session_and_survive_the_loss_of_one()
     // answer 404) and works end to end.
     let mut tabs = Vec::new();
     for id in &ids {
-        let page = user(1)
-            .get(haproxy.url(&format!("/{id}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(page.status().as_u16(), 200, "page of {id}");
+        assert_eq!(page_status(&haproxy, id).await, 200, "page of {id}");
         let sub = user(1)
             .get(haproxy.url(&format!("/{id}/a/view")))
             .send()
@@ -312,12 +277,7 @@ async fn two_nodes_behind_haproxy_route_by_session_and_survive_the_loss_of_one()
         );
     }
     for id in &on_02 {
-        let page = user(1)
-            .get(haproxy.url(&format!("/{id}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(page.status().as_u16(), 200);
+        assert_eq!(page_status(&haproxy, id).await, 200, "page of {id}");
         open_tab(&haproxy, id).await;
     }
 

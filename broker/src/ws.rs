@@ -89,41 +89,8 @@ fn check_origin(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
 }
 
 async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Session>) {
-    // A crashed session's tab coming back gets a fresh worker. The restart runs in its own
-    // task: past the handshake timeout the tab is told and closed, and the restart finishes
-    // for the next one (a start cut short could leave a half-started process behind).
-    let reviving = {
-        let (broker, session) = (broker.clone(), session.clone());
-        tokio::spawn(async move { broker.revive(&session).await })
-    };
-    let revived = match crate::config::Config::opt(broker.config.ws_handshake_timeout) {
-        Some(limit) => tokio::time::timeout(limit, reviving)
-            .await
-            .map_err(|_| limit),
-        None => Ok(reviving.await),
-    };
-    let revived = match revived {
-        Ok(Ok(revived)) => revived,
-        Ok(Err(join)) => Err(crate::server::StartError::SessionClosing(join.to_string())),
-        Err(limit) => {
-            metrics().limit_hit("ws_handshake_timeout");
-            tracing::warn!(session = %session.id, "tab refused: the session did not start within {limit:?}");
-            let why = format!("the session did not start within {limit:?}; reload to try again");
-            let text = error_text(None, ErrorCode::SessionCrashed, &why);
-            let _ = socket.send(Message::Text(text.into())).await;
-            let _ = socket
-                .send(close_message(close::SERVER_ERROR, "session unavailable"))
-                .await;
-            return;
-        }
-    };
-    if let Err(e) = revived {
-        let text = error_text(None, ErrorCode::SessionCrashed, &e.to_string());
-        let _ = socket.send(Message::Text(text.into())).await;
-        let _ = socket
-            .send(close_message(close::SERVER_ERROR, "session unavailable"))
-            .await;
-        return;
+    if let Err(why) = revive_in_time(&broker, &session).await {
+        return refuse_tab(&mut socket, &why).await;
     }
     let Attached {
         tab,
@@ -138,12 +105,7 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
                 Lifecycle::Crashed { cause } => format!("the session's worker crashed ({cause})"),
                 Lifecycle::Live => "the session's worker is not running".into(),
             };
-            let text = error_text(None, ErrorCode::SessionCrashed, &why);
-            let _ = socket.send(Message::Text(text.into())).await;
-            let _ = socket
-                .send(close_message(close::SERVER_ERROR, "session unavailable"))
-                .await;
-            return;
+            return refuse_tab(&mut socket, &why).await;
         }
     };
     worker.send(BrokerToWorker::TabOpened { tab }).await;
@@ -265,6 +227,42 @@ async fn serve_tab(mut socket: WebSocket, broker: Arc<Broker>, session: Arc<Sess
     session.detach_tab(tab);
     worker.send(BrokerToWorker::TabClosed { tab }).await;
     tracing::debug!(session = %session.id, tab, "tab disconnected");
+}
+
+/// A crashed session's tab coming back gets a fresh worker, within `--ws-handshake-timeout`.
+/// The restart runs in its own task: past the timeout the tab is refused and the restart
+/// finishes for the next one (a start cut short could leave a half-started process behind).
+async fn revive_in_time(broker: &Arc<Broker>, session: &Arc<Session>) -> Result<(), String> {
+    let reviving = {
+        let (broker, session) = (broker.clone(), session.clone());
+        tokio::spawn(async move { broker.revive(&session).await })
+    };
+    let revived = match crate::config::Config::opt(broker.config.ws_handshake_timeout) {
+        Some(limit) => match tokio::time::timeout(limit, reviving).await {
+            Ok(revived) => revived,
+            Err(_) => {
+                metrics().limit_hit("ws_handshake_timeout");
+                tracing::warn!(session = %session.id, "tab refused: the session did not start within {limit:?}");
+                return Err(format!(
+                    "the session did not start within {limit:?}; reload to try again"
+                ));
+            }
+        },
+        None => reviving.await,
+    };
+    match revived {
+        Ok(started) => started.map_err(|e| e.to_string()),
+        Err(join) => Err(join.to_string()),
+    }
+}
+
+/// Tells a tab why it cannot have its session (`session-crashed`) and closes it with 1011.
+async fn refuse_tab(socket: &mut WebSocket, why: &str) {
+    let text = error_text(None, ErrorCode::SessionCrashed, why);
+    let _ = socket.send(Message::Text(text.into())).await;
+    let _ = socket
+        .send(close_message(close::SERVER_ERROR, "session unavailable"))
+        .await;
 }
 
 #[derive(PartialEq)]

@@ -49,6 +49,17 @@ pub const NO_CREATION_LIMIT: &[&str] = &[
     "1000000",
 ];
 
+/// Appends every line `pipe` yields to `sink`, on a thread of its own, until it closes.
+pub fn collect_lines(pipe: impl std::io::Read + Send + 'static, sink: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+}
+
 /// Writes a Lua app (file name → source) into a fresh directory.
 pub fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -125,15 +136,7 @@ impl Broker {
         let mut child = cmd.spawn().expect("start luabroker");
         let pid = child.id() as i32;
         let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        collect_lines(child.stderr.take().unwrap(), log.clone());
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         let out = Arc::new(Mutex::new(String::new()));
