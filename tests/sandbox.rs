@@ -243,21 +243,6 @@ fn path(id: i64, path: &str) -> Json {
     )
 }
 
-/// Sends `frame`, then a `get` of nothing as a marker; returns every message up to its answer.
-async fn exchange(ws: &mut Ws, frame: Json) -> Vec<Json> {
-    send(ws, frame).await;
-    send(ws, msg("get", json!({"varIds": []}))).await;
-    let mut got = Vec::new();
-    loop {
-        for m in recv(ws).await {
-            if m["type"] == "get" && m["data"]["variables"] == json!([]) {
-                return got;
-            }
-            got.push(m);
-        }
-    }
-}
-
 /// The value last sent for `id`, as text.
 fn last(msgs: &[Json], id: i64) -> String {
     msgs.iter()

@@ -38,21 +38,6 @@ fn act(id: i64, parent: i64, method: &str) -> [Json; 2] {
     ]
 }
 
-/// Sends `frame`, then a `get` of nothing as a marker; returns every message up to its answer.
-async fn exchange(ws: &mut Ws, frame: Json) -> Vec<Json> {
-    send(ws, frame).await;
-    send(ws, msg("get", json!({"varIds": []}))).await;
-    let mut got = Vec::new();
-    loop {
-        for m in recv(ws).await {
-            if m["type"] == "get" && m["data"]["variables"] == json!([]) {
-                return got;
-            }
-            got.push(m);
-        }
-    }
-}
-
 /// The value last sent for `id`, if any.
 fn last(msgs: &[Json], id: i64) -> Option<Json> {
     msgs.iter()

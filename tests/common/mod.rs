@@ -501,6 +501,21 @@ pub async fn recv_close(ws: &mut Ws) -> (u16, String, Vec<Json>) {
     }
 }
 
+/// Sends `frame`, then a `get` of nothing as a marker; returns every message up to its answer.
+pub async fn exchange(ws: &mut Ws, frame: Json) -> Vec<Json> {
+    send(ws, frame).await;
+    send(ws, msg("get", serde_json::json!({"varIds": []}))).await;
+    let mut got = Vec::new();
+    loop {
+        for m in recv(ws).await {
+            if m["type"] == "get" && m["data"]["variables"] == serde_json::json!([]) {
+                return got;
+            }
+            got.push(m);
+        }
+    }
+}
+
 pub fn msg(kind: &str, data: Json) -> Json {
     serde_json::json!({"type": kind, "data": data})
 }
