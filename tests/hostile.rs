@@ -133,13 +133,18 @@ async fn a_thousand_half_open_connections_under_256_descriptors_leave_room_for_r
     let _tab = tab_works(&broker, &id).await;
     broker.session_page(&id).await;
 
-    // Shedding made the room: at the cap the longest-idle connection went for each newcomer.
+    // The bounds made the room: at the cap the longest-idle connection went for each
+    // newcomer (a connection that came while none could be shed, or past the descriptor
+    // headroom, was refused with a 503 instead). How many of each is not fixed: a burst can
+    // overflow the kernel's accept queue, and a client whose handshake the kernel dropped
+    // there still believes it is connected, so the counts are not compared with the
+    // number of connects.
     let shed = metric(
         &broker,
         r#"luabroker_limit_hits_total{limit="connection_shed"}"#,
     )
     .await;
-    assert!(shed >= hostile.len() as u64 - cap, "only {shed} shed");
+    assert!(shed > 0, "nothing was shed");
     assert!(metric(&broker, "luabroker_connections").await <= cap);
     drop(hostile);
 }
