@@ -157,7 +157,8 @@ fn has_value_of(m: &Json, id: i64) -> bool {
 
 #[tokio::test]
 async fn viewdefs_arrive_once_and_before_the_values_that_need_them() {
-    let broker = Broker::start(&["--lua-dir", TASKS_APP]);
+    let app = readable_copy(std::path::Path::new(TASKS_APP));
+    let broker = Broker::start(&["--lua-dir", app.path().to_str().unwrap()]);
     let id = broker.create_session().await;
     let mut ws = connect(&broker, &id).await;
 

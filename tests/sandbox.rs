@@ -324,7 +324,11 @@ async fn a_site_is_readable_through_its_symlinks_and_nothing_outside_it_is() {
 /// returns its stderr. Fails, never hangs, if it is still running after the deadline.
 fn refuses_to_start(args: &[&str], user: Option<(u32, u32)>) -> String {
     use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(BIN);
+    let copy = user.map(|_| runnable_copy());
+    let bin = copy
+        .as_ref()
+        .map_or(std::path::Path::new(BIN), |(_, bin)| bin);
+    let mut cmd = std::process::Command::new(bin);
     cmd.args(["--listen", "127.0.0.1:0"])
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -352,6 +356,16 @@ fn refuses_to_start(args: &[&str], user: Option<(u32, u32)>) -> String {
     err
 }
 
+/// The executable, copied where any user may run it: a broker started as `nobody` could not
+/// run the one cargo built if the checkout sits under a directory only its owner can enter
+/// (`mktemp -d` makes such ones).
+fn runnable_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = app(&[]);
+    let bin = dir.path().join("luabroker");
+    std::fs::copy(BIN, &bin).unwrap();
+    (dir, bin)
+}
+
 /// A broker that is not root: `nobody` when the tests run as root, else the tests' own user.
 fn not_root() -> Option<(u32, u32)> {
     running_as_root().then(|| {
@@ -373,10 +387,12 @@ async fn strict_refuses_to_start_when_a_layer_is_missing_and_auto_serves_without
 
     // The same broker under `auto` (the default) says what is missing and serves, its
     // workers still filtered and fenced.
+    let copy = not_root().map(|_| runnable_copy());
     let broker = Broker::start_with(
         &["--lua-dir", lua_dir],
         Launch {
             user: not_root(),
+            bin: copy.as_ref().map(|(_, bin)| bin.as_path()),
             ..Launch::default()
         },
     );

@@ -68,16 +68,19 @@ fn viewdef_keys(msgs: &[Json]) -> Vec<String> {
     keys
 }
 
-fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name)
+/// A readable copy of `examples/<name>` (see `common::readable_copy`).
+fn example(name: &str) -> tempfile::TempDir {
+    readable_copy(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(name),
+    )
 }
 
 #[tokio::test]
 async fn the_contact_manager_lists_searches_adds_edits_and_deletes() {
     let dir = example("contacts");
-    let broker = Broker::start(&["--dir", dir.to_str().unwrap()]);
+    let broker = Broker::start(&["--dir", dir.path().to_str().unwrap()]);
     let id = broker.create_session().await;
     let mut ws = connect(&broker, &id).await;
 
@@ -330,7 +333,7 @@ fn by_key<'a>(vars: &'a [Json], key: &str) -> &'a Json {
 #[tokio::test]
 async fn the_variable_browser_shows_types_change_counts_times_and_diagnostics() {
     let dir = example("contacts");
-    let broker = Broker::start(&["--dir", dir.to_str().unwrap(), "--debug-pages"]);
+    let broker = Broker::start(&["--dir", dir.path().to_str().unwrap(), "--debug-pages"]);
     let id = broker.create_session().await;
     let mut ws = connect(&broker, &id).await;
     exchange(

@@ -78,6 +78,38 @@ pub fn app(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// A copy of a directory of the repository (e.g. `examples/tasks`) that the worker user can
+/// read. Workers run as `nobody` when the tests run as root, and a checkout may sit under a
+/// directory only its owner can enter (`mktemp -d` makes such ones), which the broker rightly
+/// refuses to serve; so a test serves a copy, as an installed app would be.
+pub fn readable_copy(src: &std::path::Path) -> tempfile::TempDir {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        for entry in std::fs::read_dir(from).expect("read the directory to copy") {
+            let path = entry.unwrap().path();
+            let dest = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                std::fs::create_dir(&dest).unwrap();
+                std::fs::set_permissions(
+                    &dest,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                )
+                .unwrap();
+                copy(&path, &dest);
+            } else {
+                std::fs::copy(&path, &dest).unwrap();
+                std::fs::set_permissions(
+                    &dest,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o644),
+                )
+                .unwrap();
+            }
+        }
+    }
+    let dir = app(&[]);
+    copy(src, dir.path());
+    dir
+}
+
 impl Broker {
     /// Starts the broker with the default app and extra flags.
     pub fn start(args: &[&str]) -> Broker {
