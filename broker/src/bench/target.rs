@@ -49,8 +49,11 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--lua-dir")
             .arg(app_dir)
-            // Room for every scenario's sessions; a user's own flags come later and win.
+            // Room for every scenario's sessions, and no per-client bounds: every session and
+            // tab comes from this one address. A user's own flags come later and win.
             .args(["--max-sessions", "100000", "--max-pending-sessions", "512"])
+            .args(["--create-rate-per-client", "0"])
+            .args(["--max-connections-per-client", "1000000"])
             .args(extra)
             .env(
                 "RUST_LOG",
