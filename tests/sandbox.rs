@@ -1,5 +1,6 @@
 //! Workers that cannot hurt the host (issue 9): what `/proc` says about a serving worker, a
-//! forbidden system call ending only its own session as `sandbox-violation` naming the call,
+//! forbidden system call ending only its own session as `sandbox-violation` naming the call
+//! (the calls only the zygote and a worker being confined may make included),
 //! no network from inside a worker, a filesystem fence around the site (symlinks inside it
 //! followed, nothing outside it readable), `--sandbox strict|off`, and the start-up refusals
 //! (root workers, an app the worker user cannot read). The forbidden calls are made by
@@ -106,6 +107,18 @@ async fn a_serving_worker_has_no_privileges_and_a_seccomp_filter() {
             uid.split_whitespace().all(|u| u != "0"),
             "a root broker's worker runs as another user: Uid {uid}"
         );
+        // Nothing inherited beyond stdio: its descriptors are its broker link and its runtime's
+        // (epoll, eventfd, a socket pair), whatever the broker itself was started with.
+        for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+            let entry = entry.unwrap();
+            let fd: i32 = entry.file_name().to_str().unwrap().parse().unwrap();
+            let target = std::fs::read_link(entry.path()).unwrap();
+            let target = target.to_string_lossy();
+            assert!(
+                fd <= 2 || target.starts_with("socket:") || target.starts_with("anon_inode:"),
+                "the worker holds fd {fd}: {target}"
+            );
+        }
         // Its own network and mount namespaces.
         for ns in ["net", "mnt", "ipc"] {
             let mine = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
@@ -183,6 +196,31 @@ async fn a_forbidden_call_ends_only_its_session_as_a_sandbox_violation_naming_th
         metrics.contains("luabroker_worker_exits_total{cause=\"sandbox_violation\"} 1"),
         "{metrics}"
     );
+}
+
+/// The zygote's own filter lets it fork, and a forked worker connect and confine itself, before
+/// the worker's filter goes on; none of those calls is left to a serving worker.
+#[tokio::test]
+async fn what_the_zygote_and_a_worker_being_confined_may_call_a_serving_worker_may_not() {
+    let broker = Broker::with_app(&[("main.lua", APP)], &[]);
+    for call_name in [
+        "clone",
+        "wait4",
+        "unshare",
+        "setns",
+        "mount",
+        "socketpair",
+        "setresuid",
+    ] {
+        let id = broker.create_session().await;
+        let mut ws = tab(&broker, &id).await;
+        call(&mut ws, "call", json!(call_name), "forbidden").await;
+        let cause = crash_cause(&mut ws).await;
+        assert!(
+            cause.contains(&format!("sandbox-violation: {call_name}")),
+            "{call_name}: {cause}"
+        );
+    }
 }
 
 #[tokio::test]

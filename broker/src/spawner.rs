@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use protocol::launch::{
-    token_to_hex, Token, ENV_PARENT, ENV_SOCKET, ENV_TOKEN, WORKER_ARG, ZYGOTE_ARG,
+    token_to_hex, Token, ENV_PARENT, ENV_SOCKET, ENV_TOKEN, ENV_ZYGOTE_SECCOMP, WORKER_ARG,
+    ZYGOTE_ARG,
 };
 use tokio::sync::oneshot;
 
@@ -91,6 +92,9 @@ impl Spawner {
                             }
                         }
                         Request::StartZygote { reply } => {
+                            if crate::sandbox::policy().seccomp {
+                                cmd.env(ENV_ZYGOTE_SECCOMP, "1");
+                            }
                             let started = cmd
                                 .arg(ZYGOTE_ARG)
                                 .stdin(Stdio::piped())

@@ -31,6 +31,10 @@ pub const ENV_PARENT: &str = "LUABROKER_WORKER_PARENT";
 /// makes its own.
 pub const ENV_NETNS_FD: &str = "LUABROKER_NETNS_FD";
 
+/// Set (to `1`) for the zygote when workers get the seccomp layer: the zygote then installs
+/// its own, wider filter before forking (`worker/src/confine/seccomp.rs` says why).
+pub const ENV_ZYGOTE_SECCOMP: &str = "LUABROKER_ZYGOTE_SECCOMP";
+
 /// A one-time token: what a worker presents in its [`crate::ipc::Hello`].
 pub type Token = [u8; TOKEN_LEN];
 

@@ -11,14 +11,15 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use std::os::fd::{AsRawFd, RawFd};
+
 use futures_util::{SinkExt, StreamExt};
-use interprocess::local_socket::tokio::{prelude::*, Stream};
-use interprocess::local_socket::{GenericFilePath, ToFsName};
 use protocol::browser::ServerMessage;
 use protocol::codec::{CodecError, Encoded, FrameCodec};
 use protocol::ipc::{BrokerToWorker, Hello, TabBatch, WorkerToBroker};
 use protocol::launch::{token_from_hex, Token, ENV_PARENT, ENV_SOCKET, ENV_TOKEN};
 use protocol::PROTOCOL_VERSION;
+use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 
 use crate::session::LuaSession;
@@ -35,11 +36,12 @@ pub mod exit {
     pub const MAIN_FAILED: u8 = 4;
 }
 
-type Link = Framed<Stream, FrameCodec<BrokerToWorker, WorkerToBroker>>;
+type Link = Framed<UnixStream, FrameCodec<BrokerToWorker, WorkerToBroker>>;
 
 /// Entry point of worker mode. Never returns to the broker's code: the caller exits with it.
 pub fn run() -> ExitCode {
     crate::logging::init();
+    crate::confine::inherited::close_all_but(&crate::confine::namespaces::inherited_fds());
     let (socket, token, parent) = match read_env() {
         Ok(v) => v,
         Err(e) => {
@@ -105,20 +107,16 @@ fn default_fault_signals() {
 }
 
 async fn serve(socket: String, token: Token) -> u8 {
-    let name = match socket.as_str().to_fs_name::<GenericFilePath>() {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::error!("bad socket path {socket}: {e}");
-            return exit::SETUP;
-        }
-    };
-    let stream = match Stream::connect(name).await {
+    // The broker listens on a filesystem socket (interprocess's `GenericFilePath`), which a
+    // plain Unix stream reaches; its descriptor is where a sandbox violation is reported.
+    let stream = match UnixStream::connect(&socket).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("cannot connect to the broker at {socket}: {e}");
             return exit::SETUP;
         }
     };
+    let report_fd = stream.as_raw_fd();
     let mut link: Link = Framed::new(stream, FrameCodec::default());
     let hello = Hello {
         version: PROTOCOL_VERSION,
@@ -128,7 +126,7 @@ async fn serve(socket: String, token: Token) -> u8 {
     if link.send(WorkerToBroker::Hello(hello)).await.is_err() {
         return exit::OK; // the broker is gone
     }
-    let mut session = match prepare(&mut link).await {
+    let mut session = match prepare(&mut link, report_fd).await {
         Ok(session) => session,
         Err(code) => return code,
     };
@@ -166,7 +164,7 @@ async fn serve(socket: String, token: Token) -> u8 {
 /// Waits for `Prepare` and builds the ready VM it describes, with the process limits behind
 /// it, then confines the process; `Err` is the exit code (having told the broker why, when it
 /// can be told).
-async fn prepare(link: &mut Link) -> Result<LuaSession, u8> {
+async fn prepare(link: &mut Link, report_fd: RawFd) -> Result<LuaSession, u8> {
     let vm = match link.next().await {
         Some(Ok(BrokerToWorker::Prepare(vm))) => vm,
         other => return Err(unexpected(other, "Prepare")),
@@ -185,7 +183,8 @@ async fn prepare(link: &mut Link) -> Result<LuaSession, u8> {
     };
     // The VM is ready and no app code has run: the one point between the two, where the
     // process is confined (once, off the critical path: a spare waits confined).
-    if let Err(e) = crate::confine::apply(&vm.sandbox, std::path::Path::new(vm.readable_dir())) {
+    let readable = std::path::Path::new(vm.readable_dir());
+    if let Err(e) = crate::confine::apply(&vm.sandbox, readable, report_fd) {
         let error = format!("cannot confine the worker: {e}");
         tracing::error!("{error}");
         let _ = link.send(WorkerToBroker::Failed { error }).await;

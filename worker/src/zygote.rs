@@ -23,7 +23,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{fork, ForkResult};
 use protocol::codec::FrameCodec;
-use protocol::launch::{Token, ENV_PARENT, ENV_SOCKET};
+use protocol::launch::{Token, ENV_PARENT, ENV_SOCKET, ENV_ZYGOTE_SECCOMP};
 use protocol::zygote::{BrokerToZygote, RequestId, ZygoteToBroker};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -48,7 +48,12 @@ pub fn run() -> ExitCode {
         return ExitCode::from(2);
     }
     let _ = nix::sys::prctl::set_name(c"lb-zygote");
-    crate::confine::warm();
+    crate::confine::inherited::close_all_but(&crate::confine::namespaces::inherited_fds());
+    let seccomp_layer = std::env::var_os(ENV_ZYGOTE_SECCOMP).is_some();
+    if let Err(e) = crate::confine::zygote(seccomp_layer) {
+        tracing::error!("zygote: {e}");
+        return ExitCode::from(2);
+    }
     match serve(&socket) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

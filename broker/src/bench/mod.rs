@@ -261,6 +261,7 @@ async fn run_one(
                     args.rate_sessions,
                     "create.rate",
                     &name,
+                    server.pid,
                     &pb,
                 )
                 .await?,
@@ -335,6 +336,7 @@ async fn live(
             args.rate_sessions,
             "live.create.rate",
             &format!("creations, {} clients, {at}", args.clients),
+            server.pid,
             &pb,
         )
         .await?,

@@ -93,15 +93,20 @@ impl Tally {
 
 /// `clients` connections creating sessions as fast as they are answered until `sessions`
 /// were created: the rate, and the latency each client saw.
+///
+/// With `server_pid` (a spawned server), the note also gives the CPU time all of the server's
+/// processes spent per session created, the figure that bounds the rate on a given machine.
 pub async fn create_rate(
     addr: &str,
     clients: usize,
     sessions: usize,
     key: &str,
     name: &str,
+    server_pid: Option<i32>,
     pb: &ProgressBar,
 ) -> Result<Row, String> {
     pb.set_length(sessions as u64);
+    let cpu_before = server_pid.map(super::target::tree_cpu);
     let started = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = JoinSet::new();
@@ -130,7 +135,13 @@ pub async fn create_rate(
     }
     let elapsed = start.elapsed();
     let created = all.len();
-    let note = tally.note(format!("{clients} clients"));
+    let mut note = format!("{clients} clients");
+    if let (Some(pid), Some(before), true) = (server_pid, cpu_before, created > 0) {
+        let spent = super::target::tree_cpu(pid).saturating_sub(before);
+        let per = spent.as_secs_f64() * 1e6 / created as f64;
+        note.push_str(&format!(", server CPU {per:.0} µs per session"));
+    }
+    let note = tally.note(note);
     Ok(Row::latency(key, name, &all, note).with_rate(created, elapsed))
 }
 

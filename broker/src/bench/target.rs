@@ -145,8 +145,8 @@ pub fn pss_kib(pid: i32) -> Option<u64> {
         .ok()
 }
 
-/// Descendant processes of `root` whose name is `comm`.
-pub fn descendants_named(root: i32, comm: &str) -> Vec<i32> {
+/// `root` and its descendant processes, each with its name.
+fn family(root: i32) -> Vec<(i32, String)> {
     let stats: Vec<(i32, i32, String)> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -173,10 +173,38 @@ pub fn descendants_named(root: i32, comm: &str) -> Vec<i32> {
         family.extend(children.get(&family[i]).into_iter().flatten().copied());
         i += 1;
     }
-    let family: std::collections::HashSet<i32> = family[1..].iter().copied().collect();
+    let family: std::collections::HashSet<i32> = family.into_iter().collect();
     stats
-        .iter()
-        .filter(|s| s.2 == comm && family.contains(&s.0))
-        .map(|s| s.0)
+        .into_iter()
+        .filter(|s| family.contains(&s.0))
+        .map(|(pid, _, name)| (pid, name))
         .collect()
+}
+
+/// Descendant processes of `root` whose name is `comm`.
+pub fn descendants_named(root: i32, comm: &str) -> Vec<i32> {
+    family(root)
+        .into_iter()
+        .filter(|(pid, name)| *pid != root && name == comm)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// CPU time run so far by `root` and its live descendants, every thread of each, from
+/// `/proc/PID/task/TID/schedstat` (nanoseconds; `/proc/PID/stat` counts in 10 ms ticks, which a
+/// worker's millisecond would round away). Processes that already ended are not counted.
+pub fn tree_cpu(root: i32) -> Duration {
+    let nanos: u64 = family(root)
+        .iter()
+        .flat_map(|(pid, _)| {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    let text = std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
+                    text.split_whitespace().next()?.parse::<u64>().ok()
+                })
+        })
+        .sum();
+    Duration::from_nanos(nanos)
 }

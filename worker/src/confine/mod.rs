@@ -18,6 +18,7 @@
 //! [`probe`] (what this kernel and this user allow) and `--sandbox` (ARCHITECTURE.md, "Sandbox").
 
 pub mod fence;
+pub mod inherited;
 pub mod namespaces;
 pub mod privileges;
 pub mod seccomp;
@@ -30,14 +31,12 @@ use std::path::Path;
 
 use protocol::sandbox::SandboxPolicy;
 
-/// Applies `policy` to this process. `readable` is the directory the app may read. An error
+/// Applies `policy` to this process. `readable` is the directory the app may read, `report_fd`
+/// the broker socket (where a seccomp violation is reported). An error
 /// names the layer that failed; the worker then reports `Failed` and exits rather than run app
 /// code less confined than asked.
-pub fn apply(policy: &SandboxPolicy, readable: &Path) -> Result<(), String> {
+pub fn apply(policy: &SandboxPolicy, readable: &Path, report_fd: RawFd) -> Result<(), String> {
     let started = std::time::Instant::now();
-    // Found first: once the user changes, the process is not dumpable and /proc/self/fd is
-    // no longer its own to read.
-    let report_fd = broker_socket();
     privileges::no_core_dumps()?;
     load_time_zone();
     if policy.namespaces {
@@ -53,7 +52,6 @@ pub fn apply(policy: &SandboxPolicy, readable: &Path) -> Result<(), String> {
         fence.enforce().map_err(|e| format!("landlock: {e}"))?;
     }
     if policy.seccomp {
-        let report_fd = report_fd.ok_or("seccomp: no broker socket to report on")?;
         sigsys::arm(report_fd);
         seccomp::install().map_err(|e| format!("seccomp: {e}"))?;
     }
@@ -62,10 +60,19 @@ pub fn apply(policy: &SandboxPolicy, readable: &Path) -> Result<(), String> {
 }
 
 /// Work every worker's [`apply`] would repeat, done once in the zygote before it forks: the
-/// time zone loaded and the violation reports encoded (forked workers inherit both).
-pub fn warm() {
+/// time zone loaded, the violation reports encoded, the bounding set emptied and, when workers
+/// get the seccomp layer, the zygote's own filter installed (see [`seccomp`]); forked workers
+/// inherit all of it. None of it widens what a worker may do: [`apply`] still applies every
+/// layer in full.
+pub fn zygote(seccomp_layer: bool) -> Result<(), String> {
     load_time_zone();
     sigsys::prepare_reports();
+    privileges::no_core_dumps()?;
+    privileges::drop_bounding_set()?;
+    if seccomp_layer {
+        seccomp::install_for_zygote().map_err(|e| format!("seccomp: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Lua's `os.date` converts with `localtime_r`, which reads the time zone file the first time
@@ -77,21 +84,6 @@ fn load_time_zone() {
         let mut tm: libc::tm = std::mem::zeroed();
         libc::localtime_r(&now, &mut tm);
     }
-}
-
-/// The broker link: the worker's one socket beyond stdio (the runtime's other descriptors are
-/// an epoll and an eventfd). Found by its kind rather than handed down, so the worker loop
-/// need not expose its stream's descriptor; above 2, since stderr may be a socket (a journal).
-fn broker_socket() -> Option<RawFd> {
-    std::fs::read_dir("/proc/self/fd")
-        .ok()?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let fd: RawFd = entry.file_name().to_str()?.parse().ok()?;
-            let target = std::fs::read_link(entry.path()).ok()?;
-            (fd > 2 && target.to_str()?.starts_with("socket:")).then_some(fd)
-        })
-        .max()
 }
 
 /// Which layers this kernel and this user allow, as found by trying each in a throwaway

@@ -59,6 +59,12 @@ fn shared_network_fd() -> Option<RawFd> {
     std::env::var(ENV_NETNS_FD).ok()?.parse().ok()
 }
 
+/// The descriptors a zygote or an exec'd worker is meant to inherit beyond stdio: the shared
+/// network namespace's, if any (see [`super::inherited`]).
+pub fn inherited_fds() -> Vec<RawFd> {
+    shared_network_fd().into_iter().collect()
+}
+
 /// Makes the empty network namespace every worker joins, and hands it down to the zygote and
 /// workers (an inheritable descriptor named in [`ENV_NETNS_FD`]). The calling thread returns
 /// to its own namespace. Call while the process has one thread (it sets an environment

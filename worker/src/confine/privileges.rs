@@ -17,17 +17,7 @@ pub fn no_core_dumps() -> Result<(), String> {
 /// Switches to `user` (if any), then drops every capability and sets `PR_SET_NO_NEW_PRIVS`.
 /// Changing user clears the parent-death signal, so it is armed again here.
 pub fn drop_all(user: Option<WorkerUser>) -> Result<(), String> {
-    // The bounding set can only shrink while CAP_SETPCAP is held (root). A process without it
-    // (a broker that is not root) has no capabilities to lose, and NO_NEW_PRIVS below keeps an
-    // exec from granting any, so its bounding set is left as it is.
-    let can_shrink =
-        caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false);
-    for cap in caps::all().into_iter().filter(|_| can_shrink) {
-        if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
-            caps::drop(None, CapSet::Bounding, cap)
-                .map_err(|e| format!("cannot drop {cap} from the bounding set: {e}"))?;
-        }
-    }
+    drop_bounding_set()?;
     if let Some(WorkerUser { uid, gid }) = user {
         let parent = nix::unistd::getppid();
         let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
@@ -45,4 +35,24 @@ pub fn drop_all(user: Option<WorkerUser>) -> Result<(), String> {
         caps::clear(None, set).map_err(|e| format!("cannot clear {set:?} capabilities: {e}"))?;
     }
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("PR_SET_NO_NEW_PRIVS: {e}"))
+}
+
+/// Empties the bounding set (which only limits what an exec could grant). The bounding set can
+/// only shrink while CAP_SETPCAP is held (root). A process without it (a broker that is not
+/// root) has no capabilities to lose, and NO_NEW_PRIVS keeps an exec from granting any, so its
+/// bounding set is left as it is. The zygote empties its own once, so that forked workers find
+/// it empty (each drop commits new credentials: ≈ 40 of them per worker otherwise).
+pub fn drop_bounding_set() -> Result<(), String> {
+    let can_shrink =
+        caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false);
+    if !can_shrink {
+        return Ok(());
+    }
+    let bounding = caps::read(None, CapSet::Bounding)
+        .map_err(|e| format!("cannot read the bounding set: {e}"))?;
+    for cap in bounding {
+        caps::drop(None, CapSet::Bounding, cap)
+            .map_err(|e| format!("cannot drop {cap} from the bounding set: {e}"))?;
+    }
+    Ok(())
 }
