@@ -464,6 +464,41 @@ async fn a_tab_that_never_reads_is_disconnected_and_the_session_keeps_running() 
     assert!(replies < 300, "the slow tab got all {replies} replies");
 }
 
+/// A session whose only tab is dropped for not reading is unattended from that moment: its
+/// idle timeout runs from the drop, not from when the session was made.
+#[tokio::test]
+async fn a_session_whose_last_tab_is_dropped_for_not_reading_gets_its_full_idle_timeout() {
+    let app = r#"session:createAppVariable({ big = string.rep("x", 256 * 1024), n = 1 })"#;
+    let idle = Duration::from_secs(2);
+    let broker = Broker::with_app(
+        &[("main.lua", app)],
+        &["--tab-queue-limit", "4", "--idle-timeout", "2s"],
+    );
+    let made = std::time::Instant::now();
+    let id = broker.create_session().await;
+    let mut slow = connect(&broker, &id).await;
+    send(
+        &mut slow,
+        json!({"type": "create", "data": {"id": 2, "parentId": 1, "properties": {"path": "big"}}}),
+    )
+    .await;
+    // The tab stays attached for longer than the idle timeout: what is measured here is time.
+    tokio::time::sleep_until((made + idle + Duration::from_millis(500)).into()).await;
+    let get = json!({"type": "get", "data": {"varIds": [2]}});
+    for _ in 0..300 {
+        send(&mut slow, get.clone()).await;
+    }
+    broker.wait_log("tab is not reading; disconnecting it");
+    let dropped = std::time::Instant::now();
+    broker.wait_log("no tab connected for 2s");
+    let lasted = dropped.elapsed();
+    assert!(
+        lasted >= idle - Duration::from_millis(500),
+        "the session ended {lasted:?} after its last tab was dropped, within its 2 s idle timeout"
+    );
+    drop(slow);
+}
+
 /// 200 sessions, each with a tab doing action round trips; 20 workers are killed mid-way.
 /// Every other session finishes all its round trips with the right values, every killed one
 /// is told `session-crashed`; afterwards no zombies, and the broker's fds and memory are back

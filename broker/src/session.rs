@@ -290,10 +290,16 @@ impl Session {
     pub fn detach_tab(&self, tab: TabId) {
         self.touch();
         let mut inner = self.lock();
+        self.remove_tab(&mut inner, tab);
+    }
+
+    /// Takes `tab` off the session; when it was the last one, the session is unattended from
+    /// now (whichever way the tab went: it left, or it was dropped for not reading).
+    fn remove_tab(&self, inner: &mut Inner, tab: TabId) {
         if inner.tabs.remove(&tab).is_some() && inner.tabs.is_empty() {
             inner.unattended_since = Instant::now();
         }
-        self.queue(&mut inner);
+        self.queue(inner);
     }
 
     /// Queues messages for one tab. A tab whose queue is full is too slow: it is told so and
@@ -314,13 +320,9 @@ impl Session {
                 metrics().limit_hit("tab_queue");
                 tracing::warn!(session = %self.id, tab, "tab is not reading; disconnecting it");
                 t.kick.cancel();
-                inner.tabs.remove(&tab);
-                self.queue(&mut inner);
+                self.remove_tab(&mut inner, tab);
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                inner.tabs.remove(&tab);
-                self.queue(&mut inner);
-            }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.remove_tab(&mut inner, tab),
         }
     }
 
