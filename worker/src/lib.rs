@@ -14,6 +14,7 @@ pub mod backend;
 pub mod budget;
 pub mod confine;
 pub mod hash_seed;
+pub mod link;
 pub mod logging;
 pub mod os_limits;
 pub mod process;

@@ -11,17 +11,15 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
-use futures_util::{SinkExt, StreamExt};
 use protocol::browser::ServerMessage;
-use protocol::codec::{CodecError, Encoded, FrameCodec};
+use protocol::codec::{CodecError, Encoded};
 use protocol::ipc::{BrokerToWorker, Hello, TabBatch, WorkerToBroker};
 use protocol::launch::{token_from_hex, Token, ENV_PARENT, ENV_SOCKET, ENV_TOKEN};
 use protocol::PROTOCOL_VERSION;
-use tokio::net::UnixStream;
-use tokio_util::codec::Framed;
 
+use crate::link::{Link, Recv};
 use crate::session::LuaSession;
 
 /// Exit codes the broker reports when a worker ends (anything else is unexpected).
@@ -35,8 +33,6 @@ pub mod exit {
     /// `main.lua` failed; the error was reported as `Failed`.
     pub const MAIN_FAILED: u8 = 4;
 }
-
-type Link = Framed<UnixStream, FrameCodec<BrokerToWorker, WorkerToBroker>>;
 
 /// Entry point of worker mode. Never returns to the broker's code: the caller exits with it.
 pub fn run() -> ExitCode {
@@ -61,17 +57,7 @@ pub fn run_with(socket: String, token: Token, parent: i32) -> u8 {
     }
     let _ = nix::sys::prctl::set_name(c"lb-spare");
     default_fault_signals();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot build runtime: {e}");
-            return exit::SETUP;
-        }
-    };
-    rt.block_on(serve(socket, token))
+    serve(socket, token)
 }
 
 fn read_env() -> Result<(String, Token, i32), String> {
@@ -106,35 +92,34 @@ fn default_fault_signals() {
     }
 }
 
-async fn serve(socket: String, token: Token) -> u8 {
+fn serve(socket: String, token: Token) -> u8 {
     // The broker listens on a filesystem socket (interprocess's `GenericFilePath`), which a
     // plain Unix stream reaches; its descriptor is where a sandbox violation is reported.
-    let stream = match UnixStream::connect(&socket).await {
-        Ok(s) => s,
+    let mut link = match Link::connect(&socket) {
+        Ok(link) => link,
         Err(e) => {
             tracing::error!("cannot connect to the broker at {socket}: {e}");
             return exit::SETUP;
         }
     };
-    let report_fd = stream.as_raw_fd();
-    let mut link: Link = Framed::new(stream, FrameCodec::default());
+    let report_fd = link.fd();
     let hello = Hello {
         version: PROTOCOL_VERSION,
         token,
         pid: std::process::id(),
     };
-    if link.send(WorkerToBroker::Hello(hello)).await.is_err() {
+    if link.send(WorkerToBroker::Hello(hello)).is_err() {
         return exit::OK; // the broker is gone
     }
-    let mut session = match prepare(&mut link, report_fd).await {
+    let mut session = match prepare(&mut link, report_fd) {
         Ok(session) => session,
         Err(code) => return code,
     };
-    if link.send(WorkerToBroker::Prepared).await.is_err() {
+    if link.send(WorkerToBroker::Prepared).is_err() {
         return exit::OK;
     }
-    let start = match link.next().await {
-        Some(Ok(BrokerToWorker::Start(start))) => start,
+    let start = match link.recv(None) {
+        Recv::Message(BrokerToWorker::Start(start)) => start,
         other => return unexpected(other, "Start"),
     };
     // `ps` and /proc tell spares ("lb-spare") from workers serving a session ("lb-session").
@@ -143,30 +128,30 @@ async fn serve(socket: String, token: Token) -> u8 {
     let _enter = span.enter();
     if let Err(e) = session.assign(&start) {
         let error = format!("cannot give the VM its session: {e}");
-        let _ = link.send(WorkerToBroker::Failed { error }).await;
+        let _ = link.send(WorkerToBroker::Failed { error });
         return exit::MAIN_FAILED;
     }
     match session.load_main() {
         Ok(app) => {
-            if link.send(WorkerToBroker::Ready { app }).await.is_err() {
+            if link.send(WorkerToBroker::Ready { app }).is_err() {
                 return exit::OK;
             }
         }
         Err(error) => {
             tracing::warn!("main.lua failed: {error}");
-            let _ = link.send(WorkerToBroker::Failed { error }).await;
+            let _ = link.send(WorkerToBroker::Failed { error });
             return exit::MAIN_FAILED;
         }
     }
-    run_loop(&mut session, &mut link).await
+    run_loop(&mut session, &mut link)
 }
 
 /// Waits for `Prepare` and builds the ready VM it describes, with the process limits behind
 /// it, then confines the process; `Err` is the exit code (having told the broker why, when it
 /// can be told).
-async fn prepare(link: &mut Link, report_fd: RawFd) -> Result<LuaSession, u8> {
-    let vm = match link.next().await {
-        Some(Ok(BrokerToWorker::Prepare(vm))) => vm,
+fn prepare(link: &mut Link, report_fd: RawFd) -> Result<LuaSession, u8> {
+    let vm = match link.recv(None) {
+        Recv::Message(BrokerToWorker::Prepare(vm)) => vm,
         other => return Err(unexpected(other, "Prepare")),
     };
     crate::os_limits::apply(vm.limits.memory_bytes);
@@ -177,7 +162,7 @@ async fn prepare(link: &mut Link, report_fd: RawFd) -> Result<LuaSession, u8> {
         }
         Err(e) => {
             let error = format!("cannot build the Lua VM: {e}");
-            let _ = link.send(WorkerToBroker::Failed { error }).await;
+            let _ = link.send(WorkerToBroker::Failed { error });
             return Err(exit::MAIN_FAILED);
         }
     };
@@ -187,7 +172,7 @@ async fn prepare(link: &mut Link, report_fd: RawFd) -> Result<LuaSession, u8> {
     if let Err(e) = crate::confine::apply(&vm.sandbox, readable, report_fd) {
         let error = format!("cannot confine the worker: {e}");
         tracing::error!("{error}");
-        let _ = link.send(WorkerToBroker::Failed { error }).await;
+        let _ = link.send(WorkerToBroker::Failed { error });
         return Err(exit::SETUP);
     }
     Ok(session)
@@ -195,43 +180,41 @@ async fn prepare(link: &mut Link, report_fd: RawFd) -> Result<LuaSession, u8> {
 
 /// The exit code for a message other than the `expected` one: a stop (`Shutdown`, the broker
 /// gone) is a clean exit, anything else a protocol error.
-fn unexpected(got: Option<Result<BrokerToWorker, CodecError>>, expected: &str) -> u8 {
+fn unexpected(got: Recv, expected: &str) -> u8 {
     match got {
-        Some(Ok(BrokerToWorker::Shutdown)) | None => exit::OK,
-        Some(Ok(other)) => {
+        Recv::Message(BrokerToWorker::Shutdown) | Recv::Closed => exit::OK,
+        Recv::Message(other) => {
             tracing::error!("expected {expected}, got {other:?}");
             exit::PROTOCOL
         }
-        Some(Err(e)) => {
+        Recv::Broken(e) => {
             tracing::error!("broker link: {e}");
             exit::PROTOCOL
         }
+        Recv::Timeout => unreachable!("a wait without a deadline"),
     }
 }
 
 /// The session's steady state: one broker message or one due timer callback at a time, each
-/// one turn of the session (the session starts and ends it). Waiting for either keeps timers
-/// and tab frames fair: a busy timer chain cannot starve the broker's messages, since each
-/// loop runs at most one callback.
-async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
+/// one turn of the session (the session starts and ends it). A due timer runs before the next
+/// message is taken, and only one per round, so neither can starve the other: a busy timer
+/// chain still lets every waiting message through, and a stream of messages every due timer.
+fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
     loop {
         let deadline = session.timers().next_deadline();
-        let next = tokio::select! {
-            next = link.next() => next,
-            () = sleep_until(deadline) => {
-                let reply = session.run_timer(Instant::now()).and_then(send_batches);
-                if let Some(reply) = reply {
-                    if !send(link, reply).await {
-                        return exit::OK;
-                    }
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            let reply = session.run_timer(Instant::now()).and_then(send_batches);
+            if let Some(reply) = reply {
+                if !send(link, reply) {
+                    return exit::OK;
                 }
-                continue;
             }
-        };
-        let msg = match next {
-            None => return exit::OK,
-            Some(Ok(msg)) => msg,
-            Some(Err(e)) => {
+        }
+        let msg = match link.recv(session.timers().next_deadline()) {
+            Recv::Message(msg) => msg,
+            Recv::Timeout => continue,
+            Recv::Closed => return exit::OK,
+            Recv::Broken(e) => {
                 tracing::error!("broker link: {e}");
                 return exit::PROTOCOL;
             }
@@ -252,7 +235,7 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
             } => {
                 let (batches, listing) = session.debug_listing(diag_level);
                 if let Some(changes) = send_batches(batches) {
-                    if !send(link, changes).await {
+                    if !send(link, changes) {
                         return exit::OK;
                     }
                 }
@@ -266,7 +249,7 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
             }
         };
         if let Some(reply) = reply {
-            if !send(link, reply).await {
+            if !send(link, reply) {
                 return exit::OK;
             }
         }
@@ -277,12 +260,12 @@ async fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
 /// frame is split (tab by tab, then message by message, order kept); a single message that is
 /// still too large is replaced by a `limit` error for its tab, so one huge value costs the
 /// tab that value, not the session.
-async fn send(link: &mut Link, msg: WorkerToBroker) -> bool {
+fn send(link: &mut Link, msg: WorkerToBroker) -> bool {
     let mut pending = vec![msg];
     while let Some(msg) = pending.pop() {
         match Encoded::new(&msg) {
             Ok(encoded) => {
-                if link.send(encoded).await.is_err() {
+                if link.send(encoded).is_err() {
                     return false;
                 }
             }
@@ -333,14 +316,6 @@ fn var_id_of(msg: &ServerMessage) -> Option<i64> {
         ServerMessage::Update { var_id, .. } | ServerMessage::Destroy { var_id } => Some(*var_id),
         ServerMessage::Error { var_id, .. } => *var_id,
         ServerMessage::Get { .. } | ServerMessage::GetObjects { .. } => None,
-    }
-}
-
-/// Sleeps until `deadline`; forever when there is none.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
     }
 }
 

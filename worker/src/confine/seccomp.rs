@@ -2,8 +2,8 @@
 //! other call is trapped ([`super::sigsys`] reports it and the worker dies of SIGSYS).
 //!
 //! What is allowed, and why:
-//! - reading and writing already-open descriptors (the broker socket, stderr for logs, the
-//!   runtime's eventfd) and waiting on them (epoll, poll);
+//! - reading and writing already-open descriptors (the broker socket, stderr for logs) and
+//!   waiting on them (poll);
 //! - opening files **read-only** (require, viewdefs, hot reload read the app directory at run
 //!   time; Landlock and the read-only mount confine where), plus stat, seek, list, close;
 //! - memory management, but never a mapping that is executable;
@@ -46,10 +46,6 @@ const ALLOWED: &[libc::c_long] = &[
     libc::SYS_close,
     libc::SYS_fcntl,
     libc::SYS_lseek,
-    libc::SYS_epoll_wait,
-    libc::SYS_epoll_pwait,
-    libc::SYS_epoll_pwait2,
-    libc::SYS_epoll_ctl,
     libc::SYS_poll,
     libc::SYS_ppoll,
     // reading the app directory (opening is below, read-only)
@@ -91,7 +87,7 @@ const ALLOWED: &[libc::c_long] = &[
 ];
 
 /// Calls the zygote makes (forking, reaping, signalling its children) and a forked worker makes
-/// before its own filter goes on (connecting to the broker, building its runtime, entering the
+/// before its own filter goes on (connecting to the broker, building its VM, entering the
 /// namespaces, Landlock, dropping privileges, installing the filter); never allowed to a
 /// confined worker. Found with `strace -f` on the zygote (ARCHITECTURE.md, "Sandbox").
 pub const SETUP_ONLY: &[libc::c_long] = &[
@@ -102,12 +98,6 @@ pub const SETUP_ONLY: &[libc::c_long] = &[
     libc::SYS_signalfd4,
     libc::SYS_socket,
     libc::SYS_connect,
-    libc::SYS_getsockopt,
-    libc::SYS_socketpair,
-    libc::SYS_pipe2,
-    libc::SYS_epoll_create1,
-    libc::SYS_eventfd2,
-    libc::SYS_dup,
     libc::SYS_dup2,
     libc::SYS_dup3,
     libc::SYS_unshare,
