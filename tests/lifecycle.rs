@@ -425,23 +425,41 @@ fn write_to_link(pid: i32, broker: i32, bytes: &[u8]) {
     worker_link(pid, broker).write_all(bytes).unwrap();
 }
 
-#[tokio::test]
-async fn a_tab_that_never_reads_is_disconnected_and_the_session_keeps_running() {
+/// A broker (with `flags` after `--tab-queue-limit 4`) serving an app with one 256 KiB value.
+fn big_value_broker(flags: &[&str]) -> Broker {
     let app = r#"session:createAppVariable({ big = string.rep("x", 256 * 1024), n = 1 })"#;
-    let broker = Broker::with_app(&[("main.lua", app)], &["--tab-queue-limit", "4"]);
-    let id = broker.create_session().await;
-    let mut slow = connect(&broker, &id).await;
+    let mut args = vec!["--tab-queue-limit", "4"];
+    args.extend_from_slice(flags);
+    Broker::with_app(&[("main.lua", app)], &args)
+}
+
+/// A tab on session `id` that watches the big value (variable 2) and reads nothing.
+async fn slow_tab(broker: &Broker, id: &str) -> Ws {
+    let mut slow = connect(broker, id).await;
     send(
         &mut slow,
         json!({"type": "create", "data": {"id": 2, "parentId": 1, "properties": {"path": "big"}}}),
     )
     .await;
-    // 300 replies of 256 KiB each: far more than the socket buffers and the 4-frame queue.
+    slow
+}
+
+/// Asks for the big value 300 times (far more than the socket buffers and the 4-frame queue
+/// hold) and waits until the broker drops the tab for not reading.
+async fn overflow(broker: &Broker, slow: &mut Ws) {
     let get = json!({"type": "get", "data": {"varIds": [2]}});
     for _ in 0..300 {
-        send(&mut slow, get.clone()).await;
+        send(slow, get.clone()).await;
     }
     broker.wait_log("tab is not reading; disconnecting it");
+}
+
+#[tokio::test]
+async fn a_tab_that_never_reads_is_disconnected_and_the_session_keeps_running() {
+    let broker = big_value_broker(&[]);
+    let id = broker.create_session().await;
+    let mut slow = slow_tab(&broker, &id).await;
+    overflow(&broker, &mut slow).await;
 
     // The session is fine: another tab works.
     let mut other = connect(&broker, &id).await;
@@ -468,27 +486,14 @@ async fn a_tab_that_never_reads_is_disconnected_and_the_session_keeps_running() 
 /// idle timeout runs from the drop, not from when the session was made.
 #[tokio::test]
 async fn a_session_whose_last_tab_is_dropped_for_not_reading_gets_its_full_idle_timeout() {
-    let app = r#"session:createAppVariable({ big = string.rep("x", 256 * 1024), n = 1 })"#;
     let idle = Duration::from_secs(2);
-    let broker = Broker::with_app(
-        &[("main.lua", app)],
-        &["--tab-queue-limit", "4", "--idle-timeout", "2s"],
-    );
+    let broker = big_value_broker(&["--idle-timeout", "2s"]);
     let made = std::time::Instant::now();
     let id = broker.create_session().await;
-    let mut slow = connect(&broker, &id).await;
-    send(
-        &mut slow,
-        json!({"type": "create", "data": {"id": 2, "parentId": 1, "properties": {"path": "big"}}}),
-    )
-    .await;
+    let mut slow = slow_tab(&broker, &id).await;
     // The tab stays attached for longer than the idle timeout: what is measured here is time.
     tokio::time::sleep_until((made + idle + Duration::from_millis(500)).into()).await;
-    let get = json!({"type": "get", "data": {"varIds": [2]}});
-    for _ in 0..300 {
-        send(&mut slow, get.clone()).await;
-    }
-    broker.wait_log("tab is not reading; disconnecting it");
+    overflow(&broker, &mut slow).await;
     let dropped = std::time::Instant::now();
     broker.wait_log("no tab connected for 2s");
     let lasted = dropped.elapsed();

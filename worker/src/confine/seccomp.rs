@@ -175,6 +175,11 @@ pub fn program() -> Result<BpfProgram, seccompiler::Error> {
     let pid = std::process::id() as u64;
     rules.insert(libc::SYS_tgkill, rule(vec![when(0, SeccompCmpOp::Eq, pid)]));
     rules.insert(libc::SYS_kill, rule(vec![when(0, SeccompCmpOp::Eq, pid)]));
+    compile(rules)
+}
+
+/// An allowlist: the calls in `rules` (on their conditions) go through, anything else traps.
+fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, seccompiler::Error> {
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Trap,
@@ -197,13 +202,7 @@ pub fn zygote_program() -> Result<BpfProgram, seccompiler::Error> {
         .chain(SETUP_ONLY)
         .map(|&nr| (nr, Vec::new()))
         .collect();
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Trap,
-        SeccompAction::Allow,
-        std::env::consts::ARCH.try_into()?,
-    )?;
-    Ok(filter.try_into()?)
+    compile(rules)
 }
 
 /// Installs [`zygote_program`] on the (single-threaded) zygote, before it forks any worker.
