@@ -125,19 +125,23 @@ async fn a_serving_worker_has_no_privileges_and_a_seccomp_filter() {
             let its = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
             assert_ne!(mine, its, "the worker has a {ns} namespace of its own");
         }
-        // Every worker joins the one empty network namespace the broker made at start-up.
+        // Every worker joins the one empty network and IPC namespaces the broker made at
+        // start-up; each has a mount namespace of its own.
         let other = broker.create_session().await;
         let _other_ws = tab(&broker, &other).await;
-        let nets: Vec<_> = broker
-            .workers()
-            .iter()
-            .map(|w| std::fs::read_link(format!("/proc/{w}/ns/net")).unwrap())
-            .collect();
-        assert_eq!(nets.len(), 2);
-        assert_eq!(
-            nets[0], nets[1],
-            "workers share their empty network namespace"
-        );
+        for (ns, shared) in [("net", true), ("ipc", true), ("mnt", false)] {
+            let of_each: Vec<_> = broker
+                .workers()
+                .iter()
+                .map(|w| std::fs::read_link(format!("/proc/{w}/ns/{ns}")).unwrap())
+                .collect();
+            assert_eq!(of_each.len(), 2);
+            assert_eq!(
+                of_each[0] == of_each[1],
+                shared,
+                "workers share their {ns} namespace: {shared}"
+            );
+        }
         // Its network namespace has a loopback device and nothing else.
         let devices = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap();
         let names: Vec<&str> = devices
@@ -199,11 +203,12 @@ async fn a_forbidden_call_ends_only_its_session_as_a_sandbox_violation_naming_th
 }
 
 /// The zygote's own filter lets it fork, and a forked worker connect and confine itself, before
-/// the worker's filter goes on; none of those calls is left to a serving worker.
+/// the worker's filter goes on; none of those calls is left to a serving worker. Nor are the
+/// IPC calls: workers share one IPC namespace, which none of them can use.
 #[tokio::test]
 async fn what_the_zygote_and_a_worker_being_confined_may_call_a_serving_worker_may_not() {
     let broker = Broker::with_app(&[("main.lua", APP)], &[]);
-    for call_name in [
+    let setup = [
         "clone",
         "wait4",
         "unshare",
@@ -211,7 +216,9 @@ async fn what_the_zygote_and_a_worker_being_confined_may_call_a_serving_worker_m
         "mount",
         "socketpair",
         "setresuid",
-    ] {
+    ];
+    let ipc = ["shmget", "msgget", "semget", "mq_open"];
+    for call_name in setup.into_iter().chain(ipc) {
         let id = broker.create_session().await;
         let mut ws = tab(&broker, &id).await;
         call(&mut ws, "call", json!(call_name), "forbidden").await;

@@ -115,9 +115,11 @@ pub fn decide(config: &Config, app: &AppFiles) -> Result<(), String> {
             "worker sandbox: some layers are not available here; serving without them");
     }
     if found.namespaces {
-        // One empty network namespace for every worker (see confine/namespaces.rs).
-        if let Err(e) = worker::confine::namespaces::shared_network() {
-            tracing::warn!("cannot make the workers' shared network namespace ({e}); each worker makes its own");
+        // One empty network and one empty IPC namespace for every worker (confine/namespaces.rs).
+        if let Err(e) = worker::confine::namespaces::shared_namespaces() {
+            tracing::warn!(
+                "cannot make the workers' shared namespaces ({e}); each worker makes its own"
+            );
         }
     }
     let _ = POLICY.set(SandboxPolicy {

@@ -31,6 +31,9 @@ pub const ENV_PARENT: &str = "LUABROKER_WORKER_PARENT";
 /// makes its own.
 pub const ENV_NETNS_FD: &str = "LUABROKER_NETNS_FD";
 
+/// The same for the empty IPC namespace every worker joins.
+pub const ENV_IPCNS_FD: &str = "LUABROKER_IPCNS_FD";
+
 /// Set (to `1`) for the zygote when workers get the seccomp layer: the zygote then installs
 /// its own, wider filter before forking (`worker/src/confine/seccomp.rs` says why).
 pub const ENV_ZYGOTE_SECCOMP: &str = "LUABROKER_ZYGOTE_SECCOMP";
