@@ -134,6 +134,11 @@ async fn wait_for(page: &Client, css: &str) -> Element {
     wait_for_element(page, Locator::Css(css)).await
 }
 
+/// Waits for the element matching `css`, then clicks it.
+async fn click(page: &Client, css: &str) {
+    wait_for(page, css).await.click().await.unwrap();
+}
+
 /// Waits (with the harness deadline) for an element matching the XPath `xpath` (CSS cannot
 /// match text or count children).
 async fn wait_for_xpath(page: &Client, xpath: &str) -> Element {
@@ -211,11 +216,7 @@ async fn the_page_shows_the_default_app_and_drives_it() {
         .expect("remaining() is a number");
     let input = wait_for(&page, "input[data-value-of=\"newTodo\"]").await;
     input.send_keys("Buy milk").await.unwrap();
-    wait_for(&page, "button[data-call=\"add\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&page, "button[data-call=\"add\"]").await;
     let added = wait_for(&page, "[data-path^=\"todos.\"][data-text=\"Buy milk\"]").await;
     let path = added.attr("data-path").await.unwrap().unwrap();
     assert!(path.ends_with(".text"), "the todo's text field: {path}");
@@ -227,11 +228,7 @@ async fn the_page_shows_the_default_app_and_drives_it() {
     .await;
     // Its `done` checkbox writes through too: ticking it brings `remaining()` back down.
     let todo = path.trim_end_matches(".text");
-    wait_for(&page, &format!("input[data-value-of=\"{todo}.done\"]"))
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&page, &format!("input[data-value-of=\"{todo}.done\"]")).await;
     wait_for(&page, &field(&format!("{todo}.done"), "true")).await;
     wait_for(&page, &field("remaining()", &remaining_before.to_string())).await;
 
@@ -304,11 +301,7 @@ async fn the_page_shows_the_default_app_and_drives_it() {
     wait_for(&page, &field("double()", "100")).await;
 
     // A Lua error in a method: a banner with the code and Lua's message, which can be dismissed.
-    wait_for(&page, "button[data-call=\"jam\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&page, "button[data-call=\"jam\"]").await;
     let banner = wait_for(&page, "#lb-errors [data-code=\"lua-error\"]").await;
     let text = banner.text().await.unwrap();
     assert!(text.contains("the box is jammed"), "banner: {text:?}");
@@ -459,7 +452,7 @@ async fn the_page_renders_the_apps_own_viewdefs() {
     wait_for(&page, "button.add:not([disabled])").await;
 
     // The Add action adds a task: the first column's list grows; the field is emptied by Lua.
-    wait_for(&page, "button.add").await.click().await.unwrap();
+    click(&page, "button.add").await;
     wait_for_xpath(
         &page,
         &format!("{}[count(.//li)=3]{}", column(1), row("Buy milk")),
@@ -562,18 +555,10 @@ async fn the_page_renders_the_apps_own_viewdefs() {
     );
 
     // The header's switch shows the same session as the object tree, and back.
-    wait_for(&page, "#lb-view-toggle:not([hidden])")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&page, "#lb-view-toggle:not([hidden])").await;
     wait_for(&page, "body[data-view=\"tree\"]").await;
     wait_for(&page, &field("title", "Team board")).await;
-    wait_for(&page, "#lb-view-toggle:not([hidden])")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&page, "#lb-view-toggle:not([hidden])").await;
     wait_for_xpath(&page, &format!("{}{}", column(3), row("Buy milk"))).await;
 
     // The worker crashes: the same banner as on the tree, and the board comes back from
@@ -621,16 +606,12 @@ async fn every_binding_reaches_lua_and_back() {
         .await
         .unwrap();
     wait_for_xpath(&page, "//span[@class='echo-bio'][.='13 characters']").await;
-    wait_for(&page, "select.color option[value=\"blue\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&page, "select.color option[value=\"blue\"]").await;
     wait_for_xpath(&page, "//span[@class='echo-color'][.='blue']").await;
     let note = wait_for(&page, "div.note[contenteditable]").await;
     note.click().await.unwrap();
     note.send_keys("jotted").await.unwrap();
-    wait_for(&page, "input.name").await.click().await.unwrap(); // blur commits it
+    click(&page, "input.name").await; // blur commits it
     wait_for_xpath(&page, "//span[@class='echo-note'][.='jotted']").await;
 
     // ui-html renders markup; ui-style-* sets a style property from a computed value.
@@ -766,11 +747,7 @@ async fn every_binding_reaches_lua_and_back() {
         .await
         .unwrap();
     assert_eq!(picked, json!("b"));
-    wait_for(&page, "select.pick option[value=\"c\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&page, "select.pick option[value=\"c\"]").await;
     wait_for_xpath(&page, "//span[@class='picked'][.='c']").await;
 
     let errors = page.find_all(Locator::Css("#lb-errors > *")).await.unwrap();
@@ -795,26 +772,14 @@ async fn every_binding_reaches_lua_and_back() {
         "//tr[td[@class='col-path'][.='greeting()']]/td[@class='col-changes'][number(.) >= 2]",
     )
     .await;
-    wait_for(&page, "input[name=view][value=tree]")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&page, "input[name=view][value=tree]").await;
     wait_for_xpath(
         &page,
         "//td[@class='col-path']/span[@class='toggle'][.='▼']",
     )
     .await;
-    wait_for(&page, "select#diag option[value=\"1\"]")
-        .await
-        .click()
-        .await
-        .unwrap();
-    wait_for(&page, "button.diag-btn")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&page, "select#diag option[value=\"1\"]").await;
+    click(&page, "button.diag-btn").await;
     wait_for_xpath(
         &page,
         "//tr[@class='diag-row']//li[starts-with(., 'value: ')]",

@@ -99,22 +99,7 @@ fn json() -> impl Strategy<Value = Json> {
     ];
     leaf.prop_recursive(8, 128, 8, |inner| {
         let key = prop_oneof![
-            prop::sample::select(vec![
-                "type",
-                "data",
-                "id",
-                "varId",
-                "varIds",
-                "objIds",
-                "parentId",
-                "value",
-                "properties",
-                "messages",
-                "userEvent",
-                "nowatch",
-                "obj"
-            ])
-            .prop_map(String::from),
+            prop::sample::select(WORDS.to_vec()).prop_map(String::from),
             ".{0,6}",
         ];
         prop_oneof![
