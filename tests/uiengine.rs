@@ -304,6 +304,27 @@ async fn dir_serves_a_ui_engine_site_and_follows_symlinks_only_inside_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--lua-dir"));
 }
 
+/// The listing's `X-Passes`, `X-Pass-Median-Ns` and `X-Pass-Max-Ns` headers.
+async fn pass_times(broker: &Broker, id: &str) -> (u64, u64, u64) {
+    let resp = client()
+        .get(broker.url(&format!("/{id}/variables.json")))
+        .send()
+        .await
+        .unwrap();
+    let header = |name: &str| -> u64 {
+        resp.headers()[name]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} is a number"))
+    };
+    (
+        header("x-passes"),
+        header("x-pass-median-ns"),
+        header("x-pass-max-ns"),
+    )
+}
+
 /// `variables.json` with its `X-Change-Count` header.
 async fn listing(broker: &Broker, id: &str, query: &str) -> (u64, Vec<Json>) {
     let resp = client()
@@ -374,6 +395,15 @@ async fn the_variable_browser_shows_types_change_counts_times_and_diagnostics() 
         exchange(&mut ws, user(vec![write(10, json!(query))])).await;
     }
     let (count, vars) = listing(&broker, &id, "").await;
+    // Every pass is counted and timed, one per turn at least: the two searches and the listing.
+    let (passes, median, longest) = pass_times(&broker, &id).await;
+    exchange(&mut ws, user(vec![write(10, json!("X"))])).await;
+    let (later, _, _) = pass_times(&broker, &id).await;
+    assert!(later > passes, "passes {passes} → {later}");
+    assert!(
+        0 < median && median <= longest,
+        "median {median} ns, longest {longest} ns"
+    );
     assert_eq!(by_key(&vars, &key(9))["changeCount"], 2);
     assert_eq!(by_key(&vars, &key(3))["changeCount"], 2);
     assert!(count >= first_count + 2, "{first_count} → {count}");

@@ -192,7 +192,8 @@ async fn serve_session_page(
 }
 
 /// The debug variable browser (`crate::variable_browser`): the JSON listing (with the
-/// tracker's change count in `X-Change-Count`) or the page; `?diag=N` sets the diagnostic
+/// tracker's change count in `X-Change-Count`, its pass count in `X-Passes`, and the median and
+/// longest of the recent passes in `X-Pass-Median-Ns` and `X-Pass-Max-Ns`) or the page; `?diag=N` sets the diagnostic
 /// level first.
 async fn debug_variables(session: &Session, as_json: bool, query: Option<&str>) -> Response {
     let diag = match variable_browser::diag_level(query) {
@@ -220,6 +221,11 @@ async fn debug_variables(session: &Session, as_json: bool, query: Option<&str>) 
         "x-diag-level",
         HeaderValue::from(u16::from(listing.diag_level)),
     );
+    headers.insert("x-passes", HeaderValue::from(listing.passes));
+    if let Some((median, max)) = variable_browser::pass_times(&listing) {
+        headers.insert("x-pass-median-ns", HeaderValue::from(median));
+        headers.insert("x-pass-max-ns", HeaderValue::from(max));
+    }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -113,12 +113,33 @@ pub fn format_nanos(ns: u64) -> String {
     }
 }
 
+fn passes_text(listing: &DebugListing) -> String {
+    match pass_times(listing) {
+        Some((median, max)) => format!(
+            "Passes: {}; the last {}: median {}, longest {}.",
+            listing.passes,
+            listing.recent_pass_ns.len(),
+            format_nanos(median),
+            format_nanos(max)
+        ),
+        None => format!("Passes: {}.", listing.passes),
+    }
+}
+
+/// The median and the longest of the recent change-detection passes, in nanoseconds.
+pub fn pass_times(listing: &DebugListing) -> Option<(u64, u64)> {
+    let mut times = listing.recent_pass_ns.clone();
+    times.sort_unstable();
+    Some((*times.get(times.len() / 2)?, *times.last()?))
+}
+
 /// `/<id>/variables`: the browser page, with the listing it starts from.
 pub fn page(session_id: &str, listing: &DebugListing) -> String {
     // Inside <script type="application/json"> only `</` could end the element early.
     let data = to_json(listing).to_string().replace("</", "<\\/");
     PAGE.replace("{{SESSION}}", &escape(session_id))
         .replace("{{CHANGE_COUNT}}", &listing.change_count.to_string())
+        .replace("{{PASSES}}", &passes_text(listing))
         .replace("{{DATA}}", &data)
 }
 
@@ -176,7 +197,7 @@ tr.diag-row ul { margin: 0; padding-left: 1rem; font-family: ui-monospace, monos
   <div class="columns"><button id="columns-btn">Columns ▾</button><div class="columns-menu" id="columns-menu"></div></div>
 </div>
 <div class="wrap"><table><thead><tr id="head"></tr></thead><tbody id="body"></tbody></table></div>
-<p class="status"><span id="status"></span> Change count: <span id="change-count">{{CHANGE_COUNT}}</span></p>
+<p class="status"><span id="status"></span> Change count: <span id="change-count">{{CHANGE_COUNT}}</span>. {{PASSES}}</p>
 <script type="application/json" id="lb-variables">{{DATA}}</script>
 <script type="module" src="/_luabroker/variable_browser.js"></script>
 </body>
@@ -215,6 +236,8 @@ mod tests {
         let listing = DebugListing {
             change_count: 7,
             diag_level: 0,
+            passes: 0,
+            recent_pass_ns: vec![],
             variables: vec![
                 var(1, None, None),
                 var(5, Some(3), Some(4)),
@@ -242,6 +265,22 @@ mod tests {
     }
 
     #[test]
+    fn pass_times_are_the_median_and_the_longest_of_the_recent_ones() {
+        let mut listing = DebugListing {
+            passes: 7,
+            recent_pass_ns: vec![900, 40_000, 1_200, 2_500_000, 1_100],
+            ..DebugListing::default()
+        };
+        assert_eq!(pass_times(&listing), Some((1_200, 2_500_000)));
+        assert!(
+            page("abc", &listing).contains("Passes: 7; the last 5: median 1.2µs, longest 2.50ms.")
+        );
+        listing.recent_pass_ns.clear();
+        assert_eq!(pass_times(&listing), None);
+        assert!(page("abc", &listing).contains("Passes: 7."));
+    }
+
+    #[test]
     fn diag_levels_are_bounded() {
         assert_eq!(diag_level(None), Ok(None));
         assert_eq!(diag_level(Some("x=1&diag=2")), Ok(Some(2)));
@@ -254,9 +293,8 @@ mod tests {
         let mut v = var(1, None, None);
         v.value = Some(protocol::Value::String("</script><b>".into()));
         let listing = DebugListing {
-            change_count: 0,
-            diag_level: 0,
             variables: vec![v],
+            ..DebugListing::default()
         };
         let html = page("abc", &listing);
         assert!(!html.contains("</script><b>"));

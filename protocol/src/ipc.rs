@@ -162,6 +162,11 @@ pub struct DebugListing {
     pub change_count: u64,
     /// The diagnostic level in force (0: none are recorded).
     pub diag_level: u8,
+    /// Change-detection passes run, and how long the most recent ones took (up to
+    /// [`crate::limits::PASS_TIMES_KEPT`], oldest first, in nanoseconds). Always measured: two
+    /// clock reads a pass.
+    pub passes: u64,
+    pub recent_pass_ns: Vec<u64>,
     /// Parents before children.
     pub variables: Vec<DebugVariable>,
 }

@@ -16,3 +16,6 @@ pub const MAX_VALUE_DEPTH: usize = 64;
 
 /// Length of the one-time token a worker presents in its hello.
 pub const TOKEN_LEN: usize = 32;
+
+/// Change-detection pass times a worker keeps for the debug pages (8 KiB).
+pub const PASS_TIMES_KEPT: usize = 1_000;

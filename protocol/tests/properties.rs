@@ -449,18 +449,24 @@ fn worker_to_broker() -> impl Strategy<Value = WorkerToBroker> {
             any::<u64>(),
             any::<u64>(),
             any::<u8>(),
-            prop::collection::vec(debug_variable(), 0..3)
+            prop::collection::vec(debug_variable(), 0..3),
+            any::<u64>(),
+            prop::collection::vec(any::<u64>(), 0..5),
         )
-            .prop_map(|(request, change_count, diag_level, variables)| {
-                WorkerToBroker::DebugVariables {
-                    request,
-                    listing: DebugListing {
-                        change_count,
-                        diag_level,
-                        variables,
-                    },
-                }
-            }),
+            .prop_map(
+                |(request, change_count, diag_level, variables, passes, recent_pass_ns)| {
+                    WorkerToBroker::DebugVariables {
+                        request,
+                        listing: DebugListing {
+                            change_count,
+                            diag_level,
+                            passes,
+                            recent_pass_ns,
+                            variables,
+                        },
+                    }
+                },
+            ),
         any::<u32>().prop_map(|syscall| WorkerToBroker::SandboxViolation { syscall }),
     ]
 }

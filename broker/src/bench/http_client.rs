@@ -19,10 +19,11 @@ pub struct HttpClient {
     sender: Option<SendRequest<Empty<Bytes>>>,
 }
 
-/// One answer: its status, `Location` and how long it took.
+/// One answer: its status, `Location`, headers and how long it took.
 pub struct Answer {
     pub status: u16,
     pub location: Option<String>,
+    pub headers: hyper::HeaderMap,
     pub took: Duration,
 }
 
@@ -72,8 +73,9 @@ impl HttpClient {
                 .get(LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
+            let headers = resp.headers().clone();
             resp.into_body().collect().await?;
-            Ok::<_, hyper::Error>((status, location))
+            Ok::<_, hyper::Error>((status, location, headers))
         })
         .await
         .map_err(|_| format!("GET {path}: no answer within {REQUEST_TIMEOUT:?}"))?
@@ -83,6 +85,7 @@ impl HttpClient {
         Ok(Answer {
             status: resp.0,
             location: resp.1,
+            headers: resp.2,
             took,
         })
     }

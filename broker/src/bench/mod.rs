@@ -88,8 +88,8 @@ pub struct BenchArgs {
     /// Watched variables in `changes`.
     #[arg(long, default_value_t = 10_000)]
     pub watched: usize,
-    /// Clicks in `changes`.
-    #[arg(long, default_value_t = 300)]
+    /// Clicks in `changes` (1,000: the worker's record of recent passes then holds clicks only).
+    #[arg(long, default_value_t = 1_000)]
     pub change_iterations: usize,
     /// Flags for each spawned server, after `--` (e.g. `-- --spare-workers 8`).
     #[arg(last = true)]
@@ -280,7 +280,7 @@ async fn run_one(
         }
         Scenario::Changes => {
             let pb = progress("change detection");
-            rows.push(scenarios::changes(addr, args.watched, args.change_iterations, &pb).await?);
+            rows.extend(scenarios::changes(addr, args.watched, args.change_iterations, &pb).await?);
             pb.finish_and_clear();
         }
         Scenario::Live => live(args, server, addr, rows).await?,

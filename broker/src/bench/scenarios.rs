@@ -266,7 +266,8 @@ pub fn idle_pss(broker_pid: i32, sample: usize) -> Option<Row> {
 }
 
 /// A session of the bench app with one tab; fails clearly when the server serves another app.
-async fn bench_session(addr: &str) -> Result<Tab, String> {
+/// A new session of the bench app with a tab open on it: its id and the tab.
+async fn bench_session(addr: &str) -> Result<(String, Tab), String> {
     let mut client = HttpClient::new(addr);
     let (id, _) = client.create().await.map_err(|e| match e {
         Created::Refused => "GET / answered 503".to_string(),
@@ -286,7 +287,7 @@ async fn bench_session(addr: &str) -> Result<Tab, String> {
                 .into(),
         );
     }
-    Ok(tab)
+    Ok((id, tab))
 }
 
 fn click(var_id: i64) -> String {
@@ -296,7 +297,7 @@ fn click(var_id: i64) -> String {
 
 /// The action round trip: click → Lua method → change detection → the update back.
 pub async fn action(addr: &str, iterations: usize, pb: &ProgressBar) -> Result<Row, String> {
-    let mut tab = bench_session(addr).await?;
+    let (_, mut tab) = bench_session(addr).await?;
     tab.send(json!([
         msg(
             "create",
@@ -334,7 +335,7 @@ pub async fn action(addr: &str, iterations: usize, pb: &ProgressBar) -> Result<R
 /// Relayed messages per second for one session: frames of 100 `get`s, pipelined, every one
 /// answered by the worker.
 pub async fn relay(addr: &str, messages: usize, pb: &ProgressBar) -> Result<Row, String> {
-    let tab = bench_session(addr).await?;
+    let (_, tab) = bench_session(addr).await?;
     let per_frame = 100;
     let frames = messages.div_ceil(per_frame);
     let frame = Json::Array(
@@ -385,17 +386,19 @@ pub async fn relay(addr: &str, messages: usize, pb: &ProgressBar) -> Result<Row,
 }
 
 /// Change detection on a large app: `watched` variables `f.N.v`, one of them changed per
-/// click; the round trip is dominated by the pass over all of them.
+/// click; the round trip is dominated by the pass over all of them. A second row gives the
+/// pass itself as the worker timed it, from the debug listing's headers when the server has
+/// `--debug-pages` (spawned servers do).
 pub async fn changes(
     addr: &str,
     watched: usize,
     iterations: usize,
     pb: &ProgressBar,
-) -> Result<Row, String> {
+) -> Result<Vec<Row>, String> {
     const GROW: i64 = 3;
     const BUMP: i64 = 4;
     const FIRST: i64 = 10;
-    let mut tab = bench_session(addr).await?;
+    let (id, mut tab) = bench_session(addr).await?;
     tab.send(json!([
         msg(
             "create",
@@ -454,10 +457,43 @@ pub async fn changes(
         }
         pb.inc(1);
     }
-    Ok(Row::latency(
+    let round_trip = Row::latency(
         "changes.round_trip",
         &format!("action round trip, {watched} watched variables"),
         &h,
         "paths f.N.v, one changed per click".into(),
-    ))
+    );
+    Ok(vec![round_trip, worker_pass_times(addr, &id).await?])
+}
+
+/// The median and longest of the session's recent passes, as its worker timed them.
+async fn worker_pass_times(addr: &str, id: &str) -> Result<Row, String> {
+    const KEY: &str = "changes.pass";
+    const NAME: &str = "change detection pass, timed in the worker";
+    let answer = HttpClient::new(addr)
+        .get(&format!("/{id}/variables.json"))
+        .await?;
+    let header =
+        |name: &str| -> Option<u64> { answer.headers.get(name)?.to_str().ok()?.parse().ok() };
+    let (Some(median), Some(max), Some(passes)) = (
+        header("x-pass-median-ns"),
+        header("x-pass-max-ns"),
+        header("x-passes"),
+    ) else {
+        return Ok(Row::skipped(
+            KEY,
+            NAME,
+            "the server has no --debug-pages (a spawned one has)".into(),
+        ));
+    };
+    let kept = passes.min(protocol::limits::PASS_TIMES_KEPT as u64);
+    let mut row = Row::skipped(
+        KEY,
+        NAME,
+        format!("median and longest of the last {kept} of {passes} passes"),
+    );
+    row.n = kept;
+    row.p50_us = Some(median as f64 / 1e3);
+    row.max_us = Some(max as f64 / 1e3);
+    Ok(row)
 }

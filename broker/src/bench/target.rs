@@ -54,6 +54,8 @@ impl Server {
             .args(["--max-sessions", "100000", "--max-pending-sessions", "512"])
             .args(["--create-rate-per-client", "0"])
             .args(["--max-connections-per-client", "1000000"])
+            // For the worker's own pass times (`changes`); a session nobody asks about pays nothing.
+            .args((!extra.iter().any(|a| a == "--debug-pages")).then_some("--debug-pages"))
             .args(extra)
             .env(
                 "RUST_LOG",

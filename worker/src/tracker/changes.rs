@@ -19,6 +19,7 @@ use protocol::ipc::TabId;
 
 use super::compute::{plan_from, store, Plan, Stored};
 use super::properties::Priority;
+use super::settle;
 use super::variable::{VarKey, Variable};
 use super::Tracker;
 
@@ -62,8 +63,19 @@ pub fn detect(tracker: &Tracker) -> ChangeSet {
         Err(_) => return out,
     };
     let timing = tracker.timing();
+    // Without timing or diagnostics to record, unchanged leaves need no evaluation at all.
+    let quick = match timing || tracker.diag_level() > 0 {
+        true => None,
+        false => tracker.lua().ok(),
+    };
     let mut any_changed = false;
-    while let Some((key, base)) = stack.pop() {
+    loop {
+        if let (Some(lua), Ok(st)) = (&quick, tracker.state()) {
+            settle::settle_unchanged(&st, &mut stack, lua);
+        }
+        let Some((key, base)) = stack.pop() else {
+            break;
+        };
         let step = {
             let Ok(st) = tracker.state() else { break };
             let Some(var) = st.vars.get(&key) else {

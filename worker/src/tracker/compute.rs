@@ -19,7 +19,7 @@ use protocol::Value;
 use super::failure::Failure;
 use super::objects::ObjectRegistry;
 use super::path::Path;
-use super::value_json::{same, same_scalar, scalar_json, table_type, to_json};
+use super::value_json::{is_scalar, same, same_scalar, scalar_json, table_type, to_json};
 use super::variable::{Binding, VarKey, Variable, WrapState};
 use super::{State, Tracker};
 
@@ -256,15 +256,7 @@ fn finish(
     wrap: WrapUpdate,
     type_name: Option<String>,
 ) -> Result<Computed, Failure> {
-    let scalar = matches!(
-        lua,
-        LuaValue::Nil
-            | LuaValue::Boolean(_)
-            | LuaValue::Integer(_)
-            | LuaValue::Number(_)
-            | LuaValue::String(_)
-    );
-    let json = if scalar {
+    let json = if is_scalar(&lua) {
         None
     } else {
         Some(to_json(objects, &lua)?)

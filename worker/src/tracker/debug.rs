@@ -10,12 +10,18 @@
 //!   records what it did in the variable's `diags`, replacing the previous computation's.
 //!   Level 1: the outcome (the Lua type and `type` it produced, or the failure) and what became
 //!   of the wrapper; level 2 adds every step of the path.
+//! - **Pass times** are always kept: two clock reads a pass, and the last
+//!   [`PASS_TIMES_KEPT`] durations. Timing and diagnostics make passes slower (every variable
+//!   is then evaluated in full), so the times kept before the first debug request are the ones
+//!   that show what the session's users get.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use mlua::Value as LuaValue;
 use protocol::ipc::{DebugListing, DebugVariable};
+use protocol::limits::PASS_TIMES_KEPT;
 
 use super::value_json::to_json;
 use super::variable::VarKey;
@@ -46,18 +52,32 @@ impl VarStats {
     }
 }
 
-/// Per tracker: whether compute times are measured, the diagnostic level, and the
-/// diagnostics of the computation under way.
+/// Per tracker: whether compute times are measured, the diagnostic level, the diagnostics
+/// of the computation under way, and how long the recent passes took.
 #[derive(Debug, Default)]
 pub struct DebugState {
     timing: Cell<bool>,
     level: Cell<u8>,
     diags: RefCell<Vec<String>>,
+    passes: Cell<u64>,
+    recent_passes: RefCell<VecDeque<u64>>,
 }
 
 impl Tracker {
     fn debug(&self) -> &DebugState {
         &self.inner.debug
+    }
+
+    /// Records that a pass took `elapsed`.
+    pub(crate) fn pass_took(&self, elapsed: Duration) {
+        let d = self.debug();
+        d.passes.set(d.passes.get() + 1);
+        if let Ok(mut recent) = d.recent_passes.try_borrow_mut() {
+            if recent.len() == PASS_TIMES_KEPT {
+                recent.pop_front();
+            }
+            recent.push_back(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        }
     }
 
     /// Whether change detection measures compute times.
@@ -165,6 +185,13 @@ impl Tracker {
         let listing = DebugListing {
             change_count: st.change_count,
             diag_level: self.diag_level(),
+            passes: self.debug().passes.get(),
+            recent_pass_ns: self
+                .debug()
+                .recent_passes
+                .try_borrow()
+                .map(|r| r.iter().copied().collect())
+                .unwrap_or_default(),
             variables: out,
         };
         drop(st);

@@ -17,6 +17,7 @@ mod path;
 mod properties;
 #[cfg(test)]
 mod proptests;
+mod settle;
 mod state;
 mod value_json;
 mod variable;
@@ -446,7 +447,10 @@ impl Tracker {
 
     /// One change-detection pass.
     pub fn detect_changes(&self) -> ChangeSet {
-        changes::detect(self)
+        let started = std::time::Instant::now();
+        let changes = changes::detect(self);
+        self.pass_took(started.elapsed());
+        changes
     }
 
     /// Queues a message for a tab, in order with everything else outside change detection.

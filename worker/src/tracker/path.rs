@@ -109,6 +109,19 @@ impl Path {
         Ok(current.unwrap_or_else(|| base.clone()))
     }
 
+    /// Where the segments and the keys live, for a prefetch.
+    pub(super) fn step_addresses(&self) -> (*const Segment, Option<*const LuaValue>) {
+        let keys = self.keys.0.get().map(|k| k.as_ptr());
+        (self.segments.as_ptr(), keys)
+    }
+
+    /// The segments with their Lua keys (a field's name as a Lua string, nil for any other
+    /// segment), once [`Path::read`] has made the keys.
+    pub(super) fn steps_with_keys(&self) -> Option<impl Iterator<Item = (&Segment, &LuaValue)>> {
+        let keys = self.keys.0.get()?;
+        Some(self.segments.iter().zip(keys))
+    }
+
     /// [`Path::read`] that tells `trace` what each step produced (diagnostics level 2; the
     /// slower, uncached lookups do not matter there).
     pub fn read_traced(

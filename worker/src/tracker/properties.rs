@@ -57,17 +57,21 @@ struct Prop {
 /// One change to report: name, value (`""` = removed), priority.
 pub type PropChange = (String, String, Priority);
 
+// In C order, the flags a pass reads first (see `Variable`).
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 pub struct PropertyStore {
-    props: Vec<Prop>,
-    removed: Vec<(String, Priority)>,
     /// Cached from the `priority` property: read on every pass.
     value_priority: Priority,
     /// Cached from the `inactive` property: read on every pass.
     inactive: bool,
+    /// Whether there is a `wrapper` property: read on every pass.
+    wrapped: bool,
     /// Whether anything is dirty or removed: a pass asks this of every variable, so it is
     /// answered without walking the properties.
     changed: bool,
+    props: Vec<Prop>,
+    removed: Vec<(String, Priority)>,
 }
 
 impl PropertyStore {
@@ -87,6 +91,7 @@ impl PropertyStore {
         match name {
             "priority" => self.value_priority = Priority::parse(value),
             "inactive" => self.inactive = !value.is_empty(),
+            "wrapper" => self.wrapped = !value.is_empty(),
             _ => {}
         }
         let pos = self.props.iter().position(|p| p.name == name);
@@ -136,6 +141,10 @@ impl PropertyStore {
 
     pub fn inactive(&self) -> bool {
         self.inactive
+    }
+
+    pub fn wrapped(&self) -> bool {
+        self.wrapped
     }
 
     /// Every property with its priority, in the order they were first set.

@@ -174,6 +174,18 @@ pub fn scalar_json(value: &LuaValue) -> Option<Value> {
 /// Change detection's equality on two Lua scalars, without building their JSON: the same
 /// answer [`same`] gives on their value JSON (integers and floats differ, NaN equals NaN,
 /// strings by their bytes). `false` when either is not a scalar.
+/// Nil, a boolean, a number or a string: a value whose JSON is itself.
+pub fn is_scalar(v: &LuaValue) -> bool {
+    matches!(
+        v,
+        LuaValue::Nil
+            | LuaValue::Boolean(_)
+            | LuaValue::Integer(_)
+            | LuaValue::Number(_)
+            | LuaValue::String(_)
+    )
+}
+
 pub fn same_scalar(a: &LuaValue, b: &LuaValue) -> bool {
     match (a, b) {
         (LuaValue::Nil, LuaValue::Nil) => true,

@@ -7,6 +7,7 @@ mod batches;
 mod destroy_tabs;
 mod lua_failures;
 mod lua_side;
+mod many_leaves;
 mod priorities;
 mod refusals;
 mod values;
