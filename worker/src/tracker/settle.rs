@@ -69,8 +69,11 @@ pub fn settle_unchanged(st: &State, stack: &mut Vec<Pending>, lua: &Lua) {
                 push: &push,
                 base_slot: top + 1,
                 first_slot: top + 2,
+                work: top + 2 + KEY_SLOTS,
                 base: std::ptr::null(),
+                base_type: ffi::LUA_TNIL,
                 first: None,
+                first_type: ffi::LUA_TNIL,
                 keys: Vec::new(),
             };
             let mut ahead = Lookahead::default();
@@ -99,6 +102,7 @@ pub fn settle_unchanged(st: &State, stack: &mut Vec<Pending>, lua: &Lua) {
                         }
                         ffi::lua_replace(state, walk.base_slot);
                         walk.base = Rc::as_ptr(base);
+                        walk.base_type = ffi::lua_type(state, walk.base_slot);
                         walk.first = None;
                     }
                     if !walk.reads_same(path, old) {
@@ -122,11 +126,13 @@ fn settled(var: &Variable) -> Option<(&Path, &LuaValue)> {
     let (Binding::Path(path), Some(old)) = (&var.binding, &var.current) else {
         return None;
     };
+    // `current_is_value` with a `current` means the last computation succeeded (`store`
+    // sets both and clears `error`; a failure clears `current`): a value was reported and
+    // there is no error, so neither needs reading (they sit on another cache line).
+    debug_assert!(!var.current_is_value || (var.value.is_some() && var.error.is_none()));
     let settled = var.children.is_empty()
         && var.access.readable()
         && var.current_is_value
-        && var.value.is_some()
-        && var.error.is_none()
         && var.fresh.is_empty()
         && !var.props.has_changes()
         && !var.props.wrapped()
@@ -143,10 +149,15 @@ struct Walk<'p, 'r> {
     push: &'r dyn Fn(&LuaValue) -> bool,
     base_slot: c_int,
     first_slot: c_int,
-    /// The parent's value in `base_slot` (compared by address, as the pass shares it).
+    /// The top of the fixed slots: each variable's steps go above it.
+    work: c_int,
+    /// The parent's value in `base_slot` (compared by address, as the pass shares it), and
+    /// its Lua type.
     base: *const LuaValue,
-    /// The first segment whose result sits in `first_slot`.
+    base_type: c_int,
+    /// The first segment whose result sits in `first_slot`, and that result's type.
     first: Option<&'p Segment>,
+    first_type: c_int,
     keys: Vec<(&'p str, c_int)>,
 }
 
@@ -164,58 +175,63 @@ impl<'p> Walk<'p, '_> {
             return false;
         }
         let state = self.state;
-        let work = ffi::lua_gettop(state);
-        let same = self.walk(steps) && same_on_stack(state, old);
-        ffi::lua_settop(state, work);
+        let same = match self.walk(steps) {
+            Some((at, ty)) => same_at(state, at, ty, old),
+            None => false,
+        };
+        ffi::lua_settop(state, self.work);
         same
     }
 
-    unsafe fn walk(&mut self, steps: impl Iterator<Item = (&'p Segment, &'p LuaValue)>) -> bool {
+    /// Follows the steps with raw gets, each reading from its container where it sits (a
+    /// fixed slot or the previous step's result) and judging types by what the get returns:
+    /// a few C API calls a step. Gives where the value is and its type.
+    unsafe fn walk(
+        &mut self,
+        steps: impl Iterator<Item = (&'p Segment, &'p LuaValue)>,
+    ) -> Option<(c_int, c_int)> {
         let state = self.state;
+        let (mut at, mut ty) = (self.base_slot, self.base_type);
+        let mut top = self.work;
         for (i, (segment, key)) in steps.enumerate() {
-            if i == 0 {
-                if self.first.is_some_and(|first| same_segment(first, segment)) {
-                    ffi::lua_pushvalue(state, self.first_slot);
-                    continue;
-                }
-                ffi::lua_pushvalue(state, self.base_slot);
+            if i == 0 && self.first.is_some_and(|first| same_segment(first, segment)) {
+                (at, ty) = (self.first_slot, self.first_type);
+                continue;
             }
-            if ffi::lua_type(state, -1) != ffi::LUA_TTABLE {
-                return false;
+            if ty != ffi::LUA_TTABLE {
+                return None;
             }
-            match segment {
+            let found = match segment {
                 Segment::Field(name) => {
-                    if !self.push_key(name, key) {
-                        return false;
-                    }
-                    ffi::lua_rawget(state, -2);
+                    self.push_key(name, key)?;
+                    ffi::lua_rawget(state, at)
                 }
-                Segment::Index(n) => {
-                    ffi::lua_rawgeti(state, -1, *n);
-                }
-                Segment::Call(_) | Segment::Setter(_) => return false,
-            }
+                Segment::Index(n) => ffi::lua_rawgeti(state, at, *n),
+                Segment::Call(_) | Segment::Setter(_) => return None,
+            };
             // A missing entry in a table with a metatable may come from `__index`.
-            if ffi::lua_type(state, -1) == ffi::LUA_TNIL && ffi::lua_getmetatable(state, -2) != 0 {
-                return false;
+            if found == ffi::LUA_TNIL && ffi::lua_getmetatable(state, at) != 0 {
+                return None;
             }
+            top += 1;
+            (at, ty) = (top, found);
             if i == 0 {
-                ffi::lua_copy(state, -1, self.first_slot);
-                self.first = Some(segment);
+                ffi::lua_copy(state, at, self.first_slot);
+                (self.first, self.first_type) = (Some(segment), ty);
             }
         }
-        true
+        Some((at, ty))
     }
 
     /// Pushes a field name, from its slot when it has one.
-    unsafe fn push_key(&mut self, name: &'p str, key: &LuaValue) -> bool {
+    unsafe fn push_key(&mut self, name: &'p str, key: &LuaValue) -> Option<()> {
         let state = self.state;
         if let Some((_, slot)) = self.keys.iter().find(|(n, _)| same_name(n, name)) {
             ffi::lua_pushvalue(state, *slot);
-            return true;
+            return Some(());
         }
         if !(self.push)(key) {
-            return false;
+            return None;
         }
         let used = self.keys.len() as c_int;
         if used < KEY_SLOTS {
@@ -223,7 +239,7 @@ impl<'p> Walk<'p, '_> {
             ffi::lua_copy(state, -1, slot);
             self.keys.push((name, slot));
         }
-        true
+        Some(())
     }
 }
 
@@ -240,32 +256,33 @@ fn same_name(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
-/// (Called like `Walk`'s methods.) Whether the value on top of the stack is `old`, as [`super::value_json::same_scalar`]
-/// would judge it once converted (an integer is never the same as a float, NaN is itself).
-unsafe fn same_on_stack(state: *mut ffi::lua_State, old: &LuaValue) -> bool {
+/// (Called like `Walk`'s methods.) Whether the value at `at`, of Lua type `ty`, is `old`, as
+/// [`super::value_json::same_scalar`] would judge it once converted (an integer is never the
+/// same as a float; NaN is itself).
+unsafe fn same_at(state: *mut ffi::lua_State, at: c_int, ty: c_int, old: &LuaValue) -> bool {
     match old {
-        LuaValue::Nil => ffi::lua_type(state, -1) == ffi::LUA_TNIL,
+        LuaValue::Nil => ty == ffi::LUA_TNIL,
         LuaValue::Boolean(b) => {
-            ffi::lua_type(state, -1) == ffi::LUA_TBOOLEAN
-                && (ffi::lua_toboolean(state, -1) != 0) == *b
+            ty == ffi::LUA_TBOOLEAN && (ffi::lua_toboolean(state, at) != 0) == *b
         }
         LuaValue::Integer(i) => {
-            ffi::lua_isinteger(state, -1) != 0
-                && ffi::lua_tointegerx(state, -1, std::ptr::null_mut()) == *i
+            ty == ffi::LUA_TNUMBER
+                && ffi::lua_isinteger(state, at) != 0
+                && ffi::lua_tointegerx(state, at, std::ptr::null_mut()) == *i
         }
         LuaValue::Number(n) => {
-            if ffi::lua_type(state, -1) != ffi::LUA_TNUMBER || ffi::lua_isinteger(state, -1) != 0 {
+            if ty != ffi::LUA_TNUMBER || ffi::lua_isinteger(state, at) != 0 {
                 return false;
             }
-            let x = ffi::lua_tonumberx(state, -1, std::ptr::null_mut());
+            let x = ffi::lua_tonumberx(state, at, std::ptr::null_mut());
             x.to_bits() == n.to_bits() || x == *n
         }
         LuaValue::String(s) => {
-            if ffi::lua_type(state, -1) != ffi::LUA_TSTRING {
+            if ty != ffi::LUA_TSTRING {
                 return false;
             }
             let mut len = 0;
-            let ptr = ffi::lua_tolstring(state, -1, &mut len);
+            let ptr = ffi::lua_tolstring(state, at, &mut len);
             !ptr.is_null() && std::slice::from_raw_parts(ptr.cast::<u8>(), len) == &*s.as_bytes()
         }
         _ => false,
@@ -281,7 +298,7 @@ struct Lookahead<'s> {
     len: usize,
 }
 
-const CHUNK: usize = 32;
+const CHUNK: usize = 64;
 
 impl Default for Lookahead<'_> {
     fn default() -> Self {
@@ -299,7 +316,7 @@ impl<'s> Lookahead<'s> {
             *slot = st.vars.get(key).map(|v| &**v);
             if let Some(var) = slot {
                 // The fields `settled` reads (see `Variable`'s layout).
-                prefetch(*var as *const Variable, 4);
+                prefetch(*var as *const Variable, 3);
             }
         }
     }

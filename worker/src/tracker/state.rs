@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use mlua::Value as LuaValue;
 use protocol::browser::{ServerMessage, VarId};
@@ -17,10 +18,9 @@ use super::Removed;
 pub struct State {
     /// Boxed, so that the map itself stays small and the variables sit in memory in creation
     /// order, which is roughly the order a pass visits them: a pass over 10,000 variables is
-    /// bound by cache misses, and this layout lets the hardware prefetch them. FxHash, not
-    /// SipHash: ids are chosen by this session's own tabs, so colliding ids could only slow
-    /// down the session that sent them.
-    pub vars: FxHashMap<VarKey, Box<Variable>>,
+    /// bound by cache misses, and this layout lets the hardware prefetch them. The hash keeps
+    /// the same order among the map's own entries (see [`KeyHasher`]).
+    pub vars: HashMap<VarKey, Box<Variable>, BuildHasherDefault<KeyHasher>>,
     /// Variables without a parent, by creation order.
     pub roots: BTreeMap<u64, VarKey>,
     pub next_seq: u64,
@@ -35,10 +35,59 @@ pub struct State {
     pub change_count: u64,
 }
 
+/// The hash of a [`VarKey`]: its low bits follow the id, so a tab's consecutive ids (as a
+/// list's rows get) sit in consecutive buckets and a pass reads the map's entries as a stream
+/// rather than one cache miss each; the top seven bits, which the map compares before any key,
+/// are mixed. Not SipHash: ids are chosen by the session's own tabs, so ids chosen to collide
+/// could only slow down the session that sent them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn add(&mut self, n: u64) {
+        // An odd multiplier keeps every earlier part (the owner) in the low bits too.
+        self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3).wrapping_add(n);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.add(u64::from(*b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.add(n as u64);
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.add(n as u64);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        const LOW: u64 = (1 << 57) - 1;
+        let mixed = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (self.0 & LOW) | (mixed & !LOW)
+    }
+}
+
 impl Default for State {
     fn default() -> State {
         State {
-            vars: FxHashMap::default(),
+            vars: HashMap::default(),
             roots: BTreeMap::new(),
             next_seq: 0,
             next_server_id: -1,

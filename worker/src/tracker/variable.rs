@@ -101,7 +101,7 @@ pub enum Binding {
 }
 
 // In C order, with the fields a pass reads of every variable first: a pass over a large app is
-// bound by cache misses, and these then share four cache lines instead of seven (see `settle`).
+// bound by cache misses, and these then share three cache lines instead of seven (see `settle`).
 #[derive(Debug)]
 #[repr(C)]
 pub struct Variable {
