@@ -1,6 +1,7 @@
 //! Change detection over many watched leaves (`f.N.v`): the pass settles unchanged ones in
-//! bulk, so these check that every kind of change still reaches the tab, once, and that Lua
-//! code a pass runs is seen by the variables after it.
+//! bulk, so these check that every kind of change still reaches the tab, once, that Lua code a
+//! pass runs is seen by the variables after it, and (a property test) that random edits give a
+//! tab exactly what evaluating every variable in full gives.
 
 use super::*;
 
@@ -103,4 +104,90 @@ fn long_paths_and_method_calls_among_leaves_still_report_changes() {
         for_tab(&batches, 1),
         vec![value(11, s("x")), value(2, Value::Int(2)), value(3, s("x"))]
     );
+}
+
+mod same_as_full_evaluation {
+    //! Random edits to an app with plain items, items that read through `__index`, nested
+    //! tables and values of every scalar type: after each edit, a session whose passes may
+    //! settle unchanged leaves in bulk sends exactly what a session that evaluates every
+    //! variable in full sends (compute timing on, as the debug pages turn it on, disables the
+    //! bulk path).
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const ITEMS: usize = 6;
+
+    const APP: &str = r#"
+        proto = {v = 'p'}
+        local f = {}
+        for i = 1, 6 do f[i] = {v = i, w = {x = i}} end
+        f[3] = setmetatable({w = {x = 0}}, {__index = proto})
+        app = {f = f, n = 0}
+        session:createAppVariable(app)
+    "#;
+
+    fn scalar() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "0", "1", "2", "1.0", "0.5", "0/0", "'a'", "'b'", "'ab'", "'ba'", "true", "false",
+            "nil",
+        ])
+    }
+
+    /// One edit, as Lua code.
+    fn edit() -> impl Strategy<Value = String> {
+        let item = 1..=ITEMS;
+        prop_oneof![
+            (item.clone(), scalar()).prop_map(|(i, v)| format!("app.f[{i}].v = {v}")),
+            (item.clone(), scalar()).prop_map(|(i, v)| format!("app.f[{i}].w.x = {v}")),
+            (item.clone(), scalar()).prop_map(|(i, v)| format!("app.f[{i}] = {{v = {v}}}")),
+            item.clone()
+                .prop_map(|i| format!("app.f[{i}] = setmetatable({{}}, {{__index = proto}})")),
+            item.clone()
+                .prop_map(|i| format!("app.f[{i}].v = {{k = 1}}")),
+            (item.clone(), scalar()).prop_map(|(i, v)| format!("app.f[{i}] = {v}")),
+            scalar().prop_map(|v| format!("proto.v = {v}")),
+            scalar().prop_map(|v| format!("app.n = {v}")),
+            Just("app.f = {}".to_string()),
+        ]
+    }
+
+    fn session(full: bool) -> TestSession {
+        let mut t = TestSession::new(APP);
+        if full {
+            t.backend.tracker().set_debug(None);
+        }
+        let mut creates = vec![create(2, 1, "n")];
+        for i in 0..ITEMS as i64 {
+            creates.push(create(10 + i, 1, &format!("f.{i}.v")));
+            creates.push(create(20 + i, 1, &format!("f.{i}.w.x")));
+            creates.push(create(30 + i, 1, &format!("f.{i}")));
+        }
+        t.send(1, creates);
+        t
+    }
+
+    /// Edits that fail (indexing a scalar item, say) are part of the program: both sessions
+    /// see the same state either way.
+    fn apply(t: &mut TestSession, code: &str) -> Vec<ServerMessage> {
+        let _ = t.lua.load(code).exec();
+        for_tab(&t.backend.detect_changes(), 1)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn bulk_settling_changes_nothing_a_tab_sees(edits in prop::collection::vec(edit(), 1..12)) {
+            let mut quick = session(false);
+            let mut full = session(true);
+            for code in &edits {
+                // Compared as text: a NaN value is not equal to itself.
+                let got = format!("{:?}", apply(&mut quick, code));
+                let want = format!("{:?}", apply(&mut full, code));
+                prop_assert_eq!(got, want, "after {}", code);
+            }
+        }
+    }
 }
