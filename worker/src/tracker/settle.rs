@@ -96,6 +96,8 @@ pub fn settle_unchanged(st: &State, stack: &mut Vec<Pending>, lua: &Lua) {
                     let Some((path, old)) = settled(var) else {
                         break 'run;
                     };
+                    // Compared by address: no `Rc` is made during a run, so a live one at the
+                    // address last pushed is the same value.
                     if Rc::as_ptr(base) != walk.base {
                         if !push(base) {
                             break 'run;
@@ -119,9 +121,9 @@ pub fn settle_unchanged(st: &State, stack: &mut Vec<Pending>, lua: &Lua) {
     })
 }
 
-/// The path and last value of a variable that may be settled without evaluating it: a
-/// watched-or-not leaf bound to a path, readable, last reported as a scalar, with no error,
-/// no new watcher, no property change, no wrapper and not inactive.
+/// The path and last value of a variable that may be settled without evaluating it: a leaf
+/// bound to a path, readable, last reported as a scalar, with no error, no new watcher, no
+/// property change, no wrapper and not inactive.
 fn settled(var: &Variable) -> Option<(&Path, &LuaValue)> {
     let (Binding::Path(path), Some(old)) = (&var.binding, &var.current) else {
         return None;
