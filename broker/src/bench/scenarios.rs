@@ -265,8 +265,8 @@ pub fn idle_pss(broker_pid: i32, sample: usize) -> Option<Row> {
     ))
 }
 
-/// A session of the bench app with one tab; fails clearly when the server serves another app.
-/// A new session of the bench app with a tab open on it: its id and the tab.
+/// A new session of the bench app with one tab open on it: its id and the tab. Fails clearly
+/// when the server serves another app.
 async fn bench_session(addr: &str) -> Result<(String, Tab), String> {
     let mut client = HttpClient::new(addr);
     let (id, _) = client.create().await.map_err(|e| match e {

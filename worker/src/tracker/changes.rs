@@ -12,15 +12,13 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use mlua::Value as LuaValue;
-
 use protocol::browser::{Properties, ServerMessage};
 use protocol::ipc::TabId;
 
 use super::compute::{plan_from, store, Plan, Stored};
 use super::properties::Priority;
-use super::settle;
-use super::variable::{VarKey, Variable};
+use super::settle::{self, Pending};
+use super::variable::Variable;
 use super::Tracker;
 
 /// Updates per tab, high → medium → low; within a priority, in pass order (parents first).
@@ -58,7 +56,7 @@ enum Step {
 pub fn detect(tracker: &Tracker) -> ChangeSet {
     let mut out = ChangeSet::default();
     // Each entry carries its parent's value as computed in this pass, shared by the siblings.
-    let mut stack: Vec<(VarKey, Option<Rc<LuaValue>>)> = match tracker.state() {
+    let mut stack: Vec<Pending> = match tracker.state() {
         Ok(st) => st.roots.values().rev().map(|k| (*k, None)).collect(),
         Err(_) => return out,
     };
