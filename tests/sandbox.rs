@@ -125,11 +125,28 @@ async fn a_serving_worker_has_no_privileges_and_a_seccomp_filter() {
             let its = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
             assert_ne!(mine, its, "the worker has a {ns} namespace of its own");
         }
-        // Every worker joins the one empty network and IPC namespaces the broker made at
-        // start-up; each has a mount namespace of its own.
+        // In it the app is mounted read-only over itself; the broker's own view is unchanged.
+        let app_mount = |pid: &str| {
+            let app = broker.app_dir().unwrap().canonicalize().unwrap();
+            std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                .unwrap()
+                .lines()
+                .filter(|l| l.split(' ').nth(4) == Some(app.to_str().unwrap()))
+                .map(|l| l.split(' ').nth(5).unwrap().to_string())
+                .next_back()
+        };
+        let options = app_mount(&pid.to_string()).expect("the app is mounted in the worker");
+        assert!(options.starts_with("ro"), "the app is mounted {options}");
+        assert_eq!(
+            app_mount("self"),
+            None,
+            "the broker's namespace is not changed"
+        );
+        // Every worker joins the one empty network and IPC namespaces and the one mount
+        // namespace the broker made at start-up.
         let other = broker.create_session().await;
         let _other_ws = tab(&broker, &other).await;
-        for (ns, shared) in [("net", true), ("ipc", true), ("mnt", false)] {
+        for (ns, shared) in [("net", true), ("ipc", true), ("mnt", true)] {
             let of_each: Vec<_> = broker
                 .workers()
                 .iter()

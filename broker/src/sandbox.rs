@@ -115,10 +115,16 @@ pub fn decide(config: &Config, app: &AppFiles) -> Result<(), String> {
             "worker sandbox: some layers are not available here; serving without them");
     }
     if found.namespaces {
-        // One empty network and one empty IPC namespace for every worker (confine/namespaces.rs).
+        // One empty network namespace, one empty IPC namespace and one mount namespace with the
+        // app read-only, for every worker (confine/namespaces.rs).
         if let Err(e) = worker::confine::namespaces::shared_namespaces() {
             tracing::warn!(
                 "cannot make the workers' shared namespaces ({e}); each worker makes its own"
+            );
+        }
+        if let Err(e) = worker::confine::namespaces::shared_mount_namespace(app.readable) {
+            tracing::warn!(
+                "cannot make the workers' shared mount namespace ({e}); each worker makes its own"
             );
         }
     }

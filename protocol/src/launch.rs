@@ -34,6 +34,14 @@ pub const ENV_NETNS_FD: &str = "LUABROKER_NETNS_FD";
 /// The same for the empty IPC namespace every worker joins.
 pub const ENV_IPCNS_FD: &str = "LUABROKER_IPCNS_FD";
 
+/// The same for the mount namespace every worker joins, in which [`ENV_MNTNS_DIR`] is mounted
+/// read-only over itself.
+pub const ENV_MNTNS_FD: &str = "LUABROKER_MNTNS_FD";
+
+/// The readable directory the shared mount namespace was made for: a worker whose readable
+/// directory is another one makes a mount namespace of its own.
+pub const ENV_MNTNS_DIR: &str = "LUABROKER_MNTNS_DIR";
+
 /// Set (to `1`) for the zygote when workers get the seccomp layer: the zygote then installs
 /// its own, wider filter before forking (`worker/src/confine/seccomp.rs` says why).
 pub const ENV_ZYGOTE_SECCOMP: &str = "LUABROKER_ZYGOTE_SECCOMP";

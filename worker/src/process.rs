@@ -115,6 +115,7 @@ fn serve(socket: String, token: Token) -> u8 {
         Ok(session) => session,
         Err(code) => return code,
     };
+    warm_session_span();
     if link.send(WorkerToBroker::Prepared).is_err() {
         return exit::OK;
     }
@@ -144,6 +145,14 @@ fn serve(socket: String, token: Token) -> u8 {
         }
     }
     run_loop(&mut session, &mut link)
+}
+
+/// Creates and drops a span shaped like the session's. The first span a process makes
+/// allocates the subscriber's span storage (page faults): about 40 µs that would otherwise be
+/// spent after `Start`, on `GET /`'s critical path.
+fn warm_session_span() {
+    let span = tracing::info_span!("session", id = %"", vended = 0u64);
+    let _enter = span.enter();
 }
 
 /// Waits for `Prepare` and builds the ready VM it describes, with the process limits behind

@@ -17,6 +17,7 @@ mod ws_client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -70,6 +71,12 @@ pub struct BenchArgs {
     /// Sequential `GET /` measured by `create` (and again with the sessions of `live` open).
     #[arg(long, default_value_t = 2_000)]
     pub requests: usize,
+    /// Pause between the requests of `create`, in milliseconds (0: back to back). A few
+    /// milliseconds let the spare pool refill before each request, so the figure is what a
+    /// server that is not busy answers in, without the refills a request starts competing
+    /// with the next one for the CPU.
+    #[arg(long, default_value_t = 0)]
+    pub create_gap_ms: u64,
     /// Concurrent clients of `rate` and of opening the `live` sessions.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -238,16 +245,15 @@ async fn run_one(
 ) -> Result<(), String> {
     match scenario {
         Scenario::Create => {
-            let pb = progress("GET / -> 302, 1 client");
+            let name = match args.create_gap_ms {
+                0 => "GET / -> 302, 1 client".to_string(),
+                ms => format!("GET / -> 302, 1 client, {ms} ms apart"),
+            };
+            let pb = progress(&name);
+            let gap = Duration::from_millis(args.create_gap_ms);
             rows.push(
-                scenarios::create_latency(
-                    addr,
-                    args.requests,
-                    "create.latency",
-                    "GET / -> 302, 1 client",
-                    &pb,
-                )
-                .await?,
+                scenarios::create_latency(addr, args.requests, gap, "create.latency", &name, &pb)
+                    .await?,
             );
             pb.finish_and_clear();
         }
@@ -321,6 +327,7 @@ async fn live(
         scenarios::create_latency(
             addr,
             args.requests,
+            Duration::ZERO,
             "live.create.latency",
             &format!("GET / -> 302, 1 client, {at}"),
             &pb,

@@ -22,10 +22,11 @@ use super::ws_client::{is_value_of, msg, Tab};
 /// Requests sent before a latency scenario starts measuring (connection, page cache, spares).
 const WARM_UP: usize = 20;
 
-/// Sequential `GET /` → `302` on one keep-alive connection.
+/// Sequential `GET /` → `302` on one keep-alive connection, `gap` apart.
 pub async fn create_latency(
     addr: &str,
     requests: usize,
+    gap: Duration,
     key: &str,
     name: &str,
     pb: &ProgressBar,
@@ -38,6 +39,9 @@ pub async fn create_latency(
     let mut h = Latencies::default();
     let mut tally = Tally::default();
     for _ in 0..requests {
+        if !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
         match client.create().await {
             Ok((_, took)) => h.record(took),
             Err(e) => tally.add(e),

@@ -71,6 +71,7 @@ pub fn zygote(seccomp_layer: bool) -> Result<(), String> {
     privileges::drop_bounding_set()?;
     if seccomp_layer {
         seccomp::install_for_zygote().map_err(|e| format!("seccomp: {e}"))?;
+        seccomp::prebuild().map_err(|e| format!("seccomp: {e}"))?;
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 //! there is a capability to drop it with), and `PR_SET_NO_NEW_PRIVS`
 //! (no set-uid binary or file capability can raise them again, and seccomp needs it).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use caps::CapSet;
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 use protocol::sandbox::WorkerUser;
@@ -41,8 +43,13 @@ pub fn drop_all(user: Option<WorkerUser>) -> Result<(), String> {
 /// only shrink while CAP_SETPCAP is held (root). A process without it (a broker that is not
 /// root) has no capabilities to lose, and NO_NEW_PRIVS keeps an exec from granting any, so its
 /// bounding set is left as it is. The zygote empties its own once, so that forked workers find
-/// it empty (each drop commits new credentials: ≈ 40 of them per worker otherwise).
+/// it empty (each drop commits new credentials: ≈ 40 of them per worker otherwise), and they do
+/// not read it again: [`EMPTIED`] comes with the memory a fork copies, and a bounding set can
+/// never grow back (reading it is one call per capability, about 1 % of a session's creation).
 pub fn drop_bounding_set() -> Result<(), String> {
+    if EMPTIED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     let can_shrink =
         caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false);
     if !can_shrink {
@@ -54,5 +61,9 @@ pub fn drop_bounding_set() -> Result<(), String> {
         caps::drop(None, CapSet::Bounding, cap)
             .map_err(|e| format!("cannot drop {cap} from the bounding set: {e}"))?;
     }
+    EMPTIED.store(true, Ordering::Relaxed);
     Ok(())
 }
+
+/// Set once this process's bounding set is empty; a process forked after that inherits both.
+static EMPTIED: AtomicBool = AtomicBool::new(false);
