@@ -126,19 +126,11 @@ async fn a_serving_worker_has_no_privileges_and_a_seccomp_filter() {
             assert_ne!(mine, its, "the worker has a {ns} namespace of its own");
         }
         // In it the app is mounted read-only over itself; the broker's own view is unchanged.
-        let app_mount = |pid: &str| {
-            let app = broker.app_dir().unwrap().canonicalize().unwrap();
-            std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
-                .unwrap()
-                .lines()
-                .filter(|l| l.split(' ').nth(4) == Some(app.to_str().unwrap()))
-                .map(|l| l.split(' ').nth(5).unwrap().to_string())
-                .next_back()
-        };
-        let options = app_mount(&pid.to_string()).expect("the app is mounted in the worker");
+        let app = broker.app_dir().unwrap();
+        let options = app_mount_options(pid, app).expect("the app is mounted in the worker");
         assert!(options.starts_with("ro"), "the app is mounted {options}");
         assert_eq!(
-            app_mount("self"),
+            app_mount_options("self", app),
             None,
             "the broker's namespace is not changed"
         );
@@ -188,6 +180,67 @@ async fn a_serving_worker_has_no_privileges_and_a_seccomp_filter() {
     } else {
         broker.wait_log("active=seccomp,landlock,worker_user missing=namespaces");
     }
+}
+
+/// Workers share the mount namespace made at start-up, in which the app directory is mounted
+/// read-only over itself. Removing that directory takes the mount away there too; an app
+/// directory replaced since (removed and made again at the same path) is still served as it is
+/// now, and still read-only.
+#[tokio::test]
+async fn an_app_directory_replaced_while_serving_is_served_as_it_is_now_and_read_only() {
+    let broker = Broker::with_app(
+        &[("main.lua", &main_with("before"))],
+        &["--spare-workers", "0"],
+    );
+    let first = broker.create_session().await;
+    assert_eq!(app_value(&broker, &first, "version").await, "before");
+    let dir = broker.app_dir().unwrap().to_path_buf();
+    let old = dir.with_extension("old");
+    std::fs::rename(&dir, &old).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("main.lua"), main_with("after")).unwrap();
+    std::fs::remove_dir_all(&old).unwrap();
+    let second = broker.create_session().await;
+    assert_eq!(app_value(&broker, &second, "version").await, "after");
+    if running_as_root() {
+        let worker = *broker.workers().last().unwrap();
+        let options = app_mount_options(worker, &dir);
+        assert_eq!(
+            options.as_deref().map(|o| &o[..2]),
+            Some("ro"),
+            "the new worker sees the app read-only: {options:?}"
+        );
+    }
+}
+
+/// The options of the last mount at `dir` in the mount namespace of `pid` (`self`: ours).
+fn app_mount_options(pid: impl std::fmt::Display, dir: &std::path::Path) -> Option<String> {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == dir.to_str())
+        .map(|l| l.split(' ').nth(5).unwrap().to_string())
+        .next_back()
+}
+
+fn main_with(version: &str) -> String {
+    format!("session:createAppVariable({{version = '{version}'}})\n")
+}
+
+/// A field of the app variable, as a tab watching it sees it.
+async fn app_value(broker: &Broker, id: &str, field: &str) -> String {
+    let mut ws = tab(broker, id).await;
+    send(&mut ws, frame(vec![create(2, json!({"path": field}))])).await;
+    let update = recv_until(&mut ws, |m| {
+        m["type"] == "update" && m["data"]["varId"] == 2
+    })
+    .await;
+    update["data"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test]

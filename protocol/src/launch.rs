@@ -38,8 +38,9 @@ pub const ENV_IPCNS_FD: &str = "LUABROKER_IPCNS_FD";
 /// read-only over itself.
 pub const ENV_MNTNS_FD: &str = "LUABROKER_MNTNS_FD";
 
-/// The readable directory the shared mount namespace was made for: a worker whose readable
-/// directory is another one makes a mount namespace of its own.
+/// The readable directory the shared mount namespace was made for, as `DEV:INODE:PATH`: a
+/// worker whose readable directory is another one, or the same path now naming another
+/// directory (replaced since start-up), makes a mount namespace of its own.
 pub const ENV_MNTNS_DIR: &str = "LUABROKER_MNTNS_DIR";
 
 /// Set (to `1`) for the zygote when workers get the seccomp layer: the zygote then installs

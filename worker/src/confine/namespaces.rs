@@ -37,8 +37,9 @@ pub fn enter(readable: &Path) -> nix::Result<()> {
             None => fresh |= kind,
         }
     }
+    let made_for = std::env::var_os(ENV_MNTNS_DIR);
     let shared_mounts = take_inherited(ENV_MNTNS_FD)
-        .filter(|_| std::env::var_os(ENV_MNTNS_DIR).is_some_and(|dir| readable == Path::new(&dir)));
+        .filter(|_| made_for.is_some_and(|made_for| Some(made_for) == identity(readable)));
     match shared_mounts {
         Some(mounts) => {
             if !fresh.is_empty() {
@@ -51,6 +52,17 @@ pub fn enter(readable: &Path) -> nix::Result<()> {
             mount_readable(readable)
         }
     }
+}
+
+/// `DEV:INODE:PATH` of a directory: the shared mount namespace shows it only while the path
+/// still names the directory it was made for (an app directory replaced since start-up would
+/// otherwise be seen as it was, through the bind mount).
+fn identity(dir: &Path) -> Option<std::ffi::OsString> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).ok()?;
+    let mut id = std::ffi::OsString::from(format!("{}:{}:", meta.dev(), meta.ino()));
+    id.push(dir);
+    Some(id)
 }
 
 /// The inherited namespace descriptor named in `env`, owned (closed once joined or dropped).
@@ -133,12 +145,13 @@ pub fn shared_namespaces() -> nix::Result<()> {
 /// namespace and working directory. Same conditions as [`shared_namespaces`].
 pub fn shared_mount_namespace(readable: &Path) -> nix::Result<()> {
     let path = "/proc/thread-self/ns/mnt";
+    let made_for = identity(readable).ok_or(nix::Error::ENOENT)?;
     let own = OwnedFd::from(std::fs::File::open(path).map_err(io)?);
     unshare(CloneFlags::CLONE_NEWNS)?;
     let made = mount_readable(readable).and_then(|()| std::fs::File::open(path).map_err(io));
     join_mounts(&own)?;
     hand_down(OwnedFd::from(made?), ENV_MNTNS_FD)?;
-    std::env::set_var(ENV_MNTNS_DIR, readable);
+    std::env::set_var(ENV_MNTNS_DIR, made_for);
     Ok(())
 }
 
