@@ -68,7 +68,7 @@ fn identity(dir: &Path) -> Option<std::ffi::OsString> {
 /// The inherited namespace descriptor named in `env`, owned (closed once joined or dropped).
 fn take_inherited(env: &str) -> Option<OwnedFd> {
     // SAFETY: the broker handed this descriptor down for this purpose and nothing else in the
-    // worker owns it; it is taken once (the variable is read by `enter` alone).
+    // worker owns it; only `enter` takes it, once (`inherited_fds` only keeps it open).
     inherited_fd(env).map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
