@@ -272,3 +272,60 @@ async fn spares_and_sessions_die_with_the_broker() {
     })
     .await;
 }
+
+/// Executable mappings of `pid` as (start, file), the file empty for anonymous memory.
+fn code_mappings(pid: i32) -> Vec<(String, String)> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let executable = fields.get(1)?.as_bytes().get(2) == Some(&b'x');
+            let start = fields[0].split('-').next()?.to_string();
+            executable.then(|| (start, fields.get(5).copied().unwrap_or("").to_string()))
+        })
+        .collect()
+}
+
+/// The zygote copies the executable's code to anonymous memory before it forks, so a forked
+/// worker starts with it mapped; the session still runs as ever. With `LUABROKER_FILE_TEXT`
+/// the code stays file-backed (for profilers).
+#[tokio::test]
+async fn workers_run_the_zygotes_anonymous_copy_of_the_code_unless_told_to_keep_the_file() {
+    let exe = std::fs::canonicalize(BIN).unwrap();
+    let exe = exe.to_string_lossy().to_string();
+    for (env, file_backed) in [
+        (&[][..], false),
+        (&[("LUABROKER_FILE_TEXT", "1")][..], true),
+    ] {
+        let broker = Broker::start_with(
+            &[],
+            Launch {
+                env,
+                ..Launch::default()
+            },
+        );
+        let id = broker.create_session().await;
+        let mut ws = open_tab(&broker, &id).await;
+        send(
+            &mut ws,
+            msg(
+                "create",
+                json!({"id": 2, "parentId": 1, "properties": {"path": "count"}}),
+            ),
+        )
+        .await;
+        recv_until(&mut ws, |m| m["data"]["varId"] == 2).await;
+        let worker = broker.workers()[0];
+        let code = code_mappings(worker);
+        let from_file = code.iter().any(|(_, file)| *file == exe);
+        assert_eq!(
+            from_file, file_backed,
+            "worker {worker}'s code mappings: {code:?}"
+        );
+        // The broker itself is never changed.
+        assert!(code_mappings(broker.pid)
+            .iter()
+            .any(|(_, file)| *file == exe));
+    }
+}

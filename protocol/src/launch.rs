@@ -47,6 +47,11 @@ pub const ENV_MNTNS_DIR: &str = "LUABROKER_MNTNS_DIR";
 /// its own, wider filter before forking (`worker/src/confine/seccomp.rs` says why).
 pub const ENV_ZYGOTE_SECCOMP: &str = "LUABROKER_ZYGOTE_SECCOMP";
 
+/// Set by the operator (any value), read by the zygote: keep the executable's code and
+/// constants file-backed instead of copying them to anonymous memory
+/// (`worker/src/anon_text.rs`), so profilers can name the zygote's and workers' functions.
+pub const ENV_FILE_TEXT: &str = "LUABROKER_FILE_TEXT";
+
 /// A one-time token: what a worker presents in its [`crate::ipc::Hello`].
 pub type Token = [u8; TOKEN_LEN];
 

@@ -9,6 +9,7 @@
 //! the broker over one socket; [`confine`] is the OS-level sandbox it puts itself in before
 //! any app code runs; [`logging`] is the log set-up every mode of the executable uses. Single-threaded throughout: one thread owns the VM.
 
+pub mod anon_text;
 pub mod api;
 pub mod backend;
 pub mod budget;

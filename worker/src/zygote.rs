@@ -49,6 +49,11 @@ pub fn run() -> ExitCode {
     }
     let _ = nix::sys::prctl::set_name(c"lb-zygote");
     crate::confine::inherited::close_all_but(&crate::confine::namespaces::inherited_fds());
+    // Before anything could start a thread or change the mappings (see `anon_text`).
+    match crate::anon_text::move_to_anonymous_memory() {
+        Ok(bytes) => tracing::debug!(bytes, "zygote: code and constants in anonymous memory"),
+        Err(e) => tracing::warn!("zygote: code and constants stay file-backed: {e}"),
+    }
     let seccomp_layer = std::env::var_os(ENV_ZYGOTE_SECCOMP).is_some();
     if let Err(e) = crate::confine::zygote(seccomp_layer) {
         tracing::error!("zygote: {e}");
