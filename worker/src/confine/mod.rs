@@ -20,6 +20,7 @@
 pub mod fence;
 pub mod inherited;
 pub mod namespaces;
+mod narrowing;
 pub mod privileges;
 pub mod seccomp;
 pub mod sigsys;

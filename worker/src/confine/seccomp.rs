@@ -20,9 +20,11 @@
 //! per number still allowed by the filters already on. For the allowlist alone that is every
 //! number of two architectures, ≈ 0.2 ms per worker, spent with the process's signal lock held.
 //! The zygote's wider allowlist (this one plus [`SETUP_ONLY`]: what the zygote and a forked
-//! worker do before it is confined) is prepared once; a forked worker inherits it, and its own
-//! filter, the same allowlist as ever, is then run for those numbers alone. What a confined
-//! worker may call is unchanged: both filters apply, and this one is the narrower.
+//! worker do before it is confined) is prepared once; a forked worker inherits it, and adds
+//! only the short filter that refuses what the zygote's allows beyond the allowlist
+//! ([`super::narrowing`], which says why not the allowlist itself). What a confined worker may
+//! call is unchanged: both filters apply, and together they allow exactly this allowlist (the
+//! unit tests run all three on every call number); an exec'd worker installs the allowlist.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -148,19 +150,23 @@ pub fn program() -> Result<BpfProgram, seccompiler::Error> {
     program_for(std::process::id())
 }
 
-/// Stands for the worker's pid in the allowlist the zygote builds before it forks
+/// Stands for the worker's pid in the filter the zygote builds before it forks
 /// ([`prebuild`]). No pid is this large (`pid_max` is at most 2^22), and the unit tests check
 /// that no other value in the program equals it.
 const PID_PLACEHOLDER: u32 = 0x7A11_D0D0;
 
-/// The allowlist built once in the zygote, for every worker forked from it.
+/// The filter a worker forked from this zygote installs: the narrowing one
+/// ([`super::narrowing`]), built once, set only once the zygote's own filter is on.
 static PREBUILT: OnceLock<BpfProgram> = OnceLock::new();
 
-/// Builds the allowlist once, in the zygote before it forks: a forked worker then only writes
-/// its pid into a copy. (Building it cost each worker ≈ 48 µs, about 3 % of a session's
-/// creation CPU.)
+/// Builds, once in the zygote after [`install_for_zygote`], the filter its forked workers
+/// install on top of the zygote's: a forked worker then only writes its pid into a copy.
+/// (Building the allowlist cost each worker ≈ 48 µs; the narrowing filter saves the kernel
+/// ≈ 100 µs more, see [`super::narrowing`].)
 pub fn prebuild() -> Result<(), seccompiler::Error> {
-    let _ = PREBUILT.set(program_for(PID_PLACEHOLDER)?);
+    let allowlist = program_for(PID_PLACEHOLDER)?;
+    let arch_check = &allowlist[..3];
+    let _ = PREBUILT.set(super::narrowing::program(PID_PLACEHOLDER, arch_check));
     Ok(())
 }
 
@@ -174,41 +180,62 @@ fn with_pid(mut program: BpfProgram, pid: u32) -> BpfProgram {
     program
 }
 
-/// The allowlist for the process `pid` (only signals to it are allowed).
-fn program_for(pid: u32) -> Result<BpfProgram, seccompiler::Error> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
+/// A condition on one argument of a call, on which the allowlist lets it through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Condition {
+    /// None of these bits is set in the argument.
+    Clear { arg: u8, bits: u64 },
+    /// The argument (all 64 bits) is this value.
+    Is { arg: u8, value: u64 },
+}
+
+/// The calls the allowlist lets through only on a condition on their arguments, for the
+/// process `pid`.
+pub(super) fn conditional(pid: u32) -> [(libc::c_long, Condition); 7] {
     // Opening read-only: no access mode but O_RDONLY, no creating, truncating or appending.
     // (O_TMPFILE needs a writable access mode, so the mode check refuses it; its bits include
     // O_DIRECTORY, so it must not be in the mask.)
     let writing = (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u64;
-    rules.insert(
-        libc::SYS_openat,
-        rule(vec![when(2, SeccompCmpOp::MaskedEq(writing), 0)]),
-    );
+    // Memory, but never executable.
     let exec = libc::PROT_EXEC as u64;
-    rules.insert(
-        libc::SYS_mmap,
-        rule(vec![when(2, SeccompCmpOp::MaskedEq(exec), 0)]),
-    );
-    rules.insert(
-        libc::SYS_mprotect,
-        rule(vec![when(2, SeccompCmpOp::MaskedEq(exec), 0)]),
-    );
-    // Limits of this process only (pid 0), as the CPU backstop sets them.
-    rules.insert(
-        libc::SYS_prlimit64,
-        rule(vec![when(0, SeccompCmpOp::Eq, 0)]),
-    );
-    // Its own name only: a spare waits confined and is renamed `lb-session` on `Start`.
-    rules.insert(
-        libc::SYS_prctl,
-        rule(vec![when(0, SeccompCmpOp::Eq, libc::PR_SET_NAME as u64)]),
-    );
-    // Signals to this process only (raising SIGSYS after a report; `abort`).
     let pid = u64::from(pid);
-    rules.insert(libc::SYS_tgkill, rule(vec![when(0, SeccompCmpOp::Eq, pid)]));
-    rules.insert(libc::SYS_kill, rule(vec![when(0, SeccompCmpOp::Eq, pid)]));
+    [
+        (
+            libc::SYS_openat,
+            Condition::Clear {
+                arg: 2,
+                bits: writing,
+            },
+        ),
+        (libc::SYS_mmap, Condition::Clear { arg: 2, bits: exec }),
+        (libc::SYS_mprotect, Condition::Clear { arg: 2, bits: exec }),
+        // Limits of this process only (pid 0), as the CPU backstop sets them.
+        (libc::SYS_prlimit64, Condition::Is { arg: 0, value: 0 }),
+        // Its own name only: a spare waits confined and is renamed `lb-session` on `Start`.
+        (
+            libc::SYS_prctl,
+            Condition::Is {
+                arg: 0,
+                value: libc::PR_SET_NAME as u64,
+            },
+        ),
+        // Signals to this process only (raising SIGSYS after a report; `abort`).
+        (libc::SYS_tgkill, Condition::Is { arg: 0, value: pid }),
+        (libc::SYS_kill, Condition::Is { arg: 0, value: pid }),
+    ]
+}
+
+/// The allowlist for the process `pid` (only signals to it are allowed).
+pub(super) fn program_for(pid: u32) -> Result<BpfProgram, seccompiler::Error> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
+    for (nr, condition) in conditional(pid) {
+        let when = match condition {
+            Condition::Clear { arg, bits } => when(arg, SeccompCmpOp::MaskedEq(bits), 0),
+            Condition::Is { arg, value } => when(arg, SeccompCmpOp::Eq, value),
+        };
+        rules.insert(nr, rule(vec![when]));
+    }
     compile(rules)
 }
 
@@ -223,8 +250,10 @@ fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, seccomp
     Ok(filter.try_into()?)
 }
 
-/// Compiles and installs the allowlist on every thread of this process (sets
-/// `PR_SET_NO_NEW_PRIVS` too, which the kernel requires of an unprivileged filter).
+/// Installs the allowlist on every thread of this process (sets `PR_SET_NO_NEW_PRIVS` too,
+/// which the kernel requires of an unprivileged filter): in a worker forked from a zygote
+/// with its filter on, the narrowing filter that leaves the two together allowing exactly the
+/// allowlist; anywhere else, the allowlist itself.
 pub fn install() -> Result<(), seccompiler::Error> {
     let program = match PREBUILT.get() {
         Some(prebuilt) => with_pid(prebuilt.clone(), std::process::id()),
@@ -262,20 +291,22 @@ mod tests {
         assert!(!worker.is_empty() && !zygote.is_empty());
     }
 
-    /// The zygote's prebuilt allowlist, given a worker's pid, is the allowlist built for it:
-    /// the placeholder stands for the pid and for nothing else.
+    /// The zygote's prebuilt filter, given a worker's pid, is the filter built for it (as is
+    /// the allowlist): the placeholder stands for the pid and for nothing else.
     #[test]
-    fn the_prebuilt_allowlist_with_a_pid_is_the_allowlist_built_for_that_pid() {
-        let prebuilt = program_for(PID_PLACEHOLDER).unwrap();
-        let placed = prebuilt.iter().filter(|i| i.k == PID_PLACEHOLDER).count();
-        assert_eq!(placed, 2, "the pid is tested by kill and tgkill");
-        for pid in [1, 2, 300, 65_534, 4_194_304, std::process::id()] {
-            assert_eq!(with_pid(prebuilt.clone(), pid), program_for(pid).unwrap());
-            assert_ne!(
-                program_for(pid).unwrap(),
-                prebuilt,
-                "pid {pid} is in the program"
-            );
+    fn the_prebuilt_filter_with_a_pid_is_the_filter_built_for_that_pid() {
+        let arch_check = program_for(PID_PLACEHOLDER).unwrap()[..3].to_vec();
+        let narrowing = |pid| super::super::narrowing::program(pid, &arch_check);
+        let builds: [&dyn Fn(u32) -> BpfProgram; 2] =
+            [&|pid| program_for(pid).unwrap(), &narrowing];
+        for build in builds {
+            let prebuilt = build(PID_PLACEHOLDER);
+            let placed = prebuilt.iter().filter(|i| i.k == PID_PLACEHOLDER).count();
+            assert_eq!(placed, 2, "the pid is tested by kill and tgkill");
+            for pid in [1, 2, 300, 65_534, 4_194_304, std::process::id()] {
+                assert_eq!(with_pid(prebuilt.clone(), pid), build(pid));
+                assert_ne!(build(pid), prebuilt, "pid {pid} is in the program");
+            }
         }
     }
 }
