@@ -193,8 +193,10 @@ async fn limits_and_errors_in_main_lua_are_reported_from_a_ready_vm_as_before() 
     assert!(body.contains("main.lua:2:"), "{body}");
 }
 
+/// The zygote compiles the app once for every worker it forks (a spare loads the bytecode);
+/// a session runs it, and a file changed since runs as it is now.
 #[tokio::test]
-async fn a_file_changed_after_the_vm_compiled_it_runs_as_it_is_now() {
+async fn a_file_changed_after_the_zygote_and_the_vm_compiled_it_runs_as_it_is_now() {
     let broker = Broker::with_app(
         &[
             (
@@ -205,6 +207,9 @@ async fn a_file_changed_after_the_vm_compiled_it_runs_as_it_is_now() {
         ],
         &[],
     );
+    broker.wait_log("2 app files compiled for every worker");
+    let id = broker.create_session().await;
+    assert_eq!(fields_of(&broker, &id, &["v"]).await["v"], "old");
     wait_for_ready_spares(&broker, 2).await;
     let dir = broker.app_dir().expect("an app directory");
     std::fs::write(dir.join("lib.lua"), "return { v = 'new' }\n").unwrap();

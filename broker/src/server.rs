@@ -135,7 +135,7 @@ impl Server {
 
     /// Switches worker starts to forking from a zygote (see `spawner`).
     pub async fn start_zygote(&self) -> std::io::Result<()> {
-        self.spawner.start_zygote().await
+        self.spawner.start_zygote(self.prepare_vm()).await
     }
 
     /// Shutdown: stops the zygote, waiting up to `grace` (see `spawner`).

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use protocol::launch::{
-    token_to_hex, Token, ENV_PARENT, ENV_SOCKET, ENV_TOKEN, ENV_ZYGOTE_SECCOMP, WORKER_ARG,
-    ZYGOTE_ARG,
+    token_to_hex, Token, ENV_PARENT, ENV_SOCKET, ENV_TOKEN, ENV_ZYGOTE_APP_DIR,
+    ENV_ZYGOTE_CONFINE_DIR, ENV_ZYGOTE_SECCOMP, WORKER_ARG, ZYGOTE_ARG,
 };
 use tokio::sync::oneshot;
 
@@ -51,6 +51,8 @@ enum Request {
         reply: oneshot::Sender<io::Result<Child>>,
     },
     StartZygote {
+        /// The app its workers will serve (the zygote compiles it once).
+        app: protocol::ipc::PrepareVm,
         reply: oneshot::Sender<io::Result<std::process::Child>>,
     },
 }
@@ -91,10 +93,12 @@ impl Spawner {
                                 unwanted.kill(); // its caller timed out
                             }
                         }
-                        Request::StartZygote { reply } => {
+                        Request::StartZygote { app, reply } => {
                             if crate::sandbox::policy().seccomp {
                                 cmd.env(ENV_ZYGOTE_SECCOMP, "1");
                             }
+                            cmd.env(ENV_ZYGOTE_APP_DIR, &app.app_dir)
+                                .env(ENV_ZYGOTE_CONFINE_DIR, app.readable_dir());
                             let started = cmd
                                 .arg(ZYGOTE_ARG)
                                 .stdin(Stdio::piped())
@@ -112,11 +116,12 @@ impl Spawner {
         })
     }
 
-    /// Starts the zygote; from then on workers are forked from it.
-    pub async fn start_zygote(&self) -> io::Result<()> {
+    /// Starts the zygote for workers that will serve `app`; from then on workers are forked
+    /// from it.
+    pub async fn start_zygote(&self, app: protocol::ipc::PrepareVm) -> io::Result<()> {
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request::StartZygote { reply })
+            .send(Request::StartZygote { app, reply })
             .map_err(|_| io::Error::other("spawner thread is gone"))?;
         let mut started = answer
             .await

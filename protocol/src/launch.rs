@@ -47,6 +47,12 @@ pub const ENV_MNTNS_DIR: &str = "LUABROKER_MNTNS_DIR";
 /// its own, wider filter before forking (`worker/src/confine/seccomp.rs` says why).
 pub const ENV_ZYGOTE_SECCOMP: &str = "LUABROKER_ZYGOTE_SECCOMP";
 
+/// Set for the zygote: the app directory whose Lua files it compiles once, at start-up, for
+/// every worker it forks (`worker/src/api/ahead.rs`), and the directory those files'
+/// symlinks must stay inside (`PrepareVm::readable_dir`).
+pub const ENV_ZYGOTE_APP_DIR: &str = "LUABROKER_ZYGOTE_APP_DIR";
+pub const ENV_ZYGOTE_CONFINE_DIR: &str = "LUABROKER_ZYGOTE_CONFINE_DIR";
+
 /// Set by the operator (any value), read by the zygote: keep the executable's code and
 /// constants file-backed instead of copying them to anonymous memory
 /// (`worker/src/anon_text.rs`), so profilers can name the zygote's and workers' functions.

@@ -23,7 +23,9 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{fork, ForkResult};
 use protocol::codec::FrameCodec;
-use protocol::launch::{Token, ENV_PARENT, ENV_SOCKET, ENV_ZYGOTE_SECCOMP};
+use protocol::launch::{
+    Token, ENV_PARENT, ENV_SOCKET, ENV_ZYGOTE_APP_DIR, ENV_ZYGOTE_CONFINE_DIR, ENV_ZYGOTE_SECCOMP,
+};
 use protocol::zygote::{BrokerToZygote, RequestId, ZygoteToBroker};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -53,6 +55,15 @@ pub fn run() -> ExitCode {
     match crate::anon_text::move_to_anonymous_memory() {
         Ok(bytes) => tracing::debug!(bytes, "zygote: code and constants in anonymous memory"),
         Err(e) => tracing::warn!("zygote: code and constants stay file-backed: {e}"),
+    }
+    if let (Some(app), Some(confine)) = (
+        std::env::var_os(ENV_ZYGOTE_APP_DIR),
+        std::env::var_os(ENV_ZYGOTE_CONFINE_DIR),
+    ) {
+        match crate::api::ahead::compile_for_forks(app.as_ref(), confine.as_ref()) {
+            Ok(files) => tracing::info!("zygote: {files} app files compiled for every worker"),
+            Err(e) => tracing::warn!("zygote: workers will compile the app themselves: {e}"),
+        }
     }
     let seccomp_layer = std::env::var_os(ENV_ZYGOTE_SECCOMP).is_some();
     if let Err(e) = crate::confine::zygote(seccomp_layer) {

@@ -6,6 +6,7 @@
 //! worker loop drives. Each piece keeps its state in Rust behind an `Rc<RefCell<…>>` shared with
 //! its Lua closures; no borrow is ever held while Lua runs.
 
+pub mod ahead;
 pub mod modules;
 pub mod prototype;
 pub mod require;

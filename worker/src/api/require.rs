@@ -18,7 +18,8 @@
 //! - Every file run is a module for [`super::modules`]: what it registers is noted as its own,
 //!   under its key (its path relative to the site, symlinks resolved).
 //! - A ready VM compiles the app's files before it has a session ([`Modules::precompile`]), so
-//!   `main.lua`'s run does not parse them. A file is still read (and its path checked) when it
+//!   `main.lua`'s run does not parse them; a VM forked from the zygote loads the bytecode the
+//!   zygote compiled once ([`super::ahead`]). A file is still read (and its path checked) when it
 //!   is run, and the compiled chunk is used only if the file's text is still exactly what was
 //!   compiled; otherwise it is compiled afresh (and a syntax error reported as before).
 
@@ -113,36 +114,37 @@ impl Modules {
         self.0.borrow_mut().confine = dir;
     }
 
-    /// Compiles `main.lua` and the app's other `.lua` files that `require` could name (within
-    /// [`PRECOMPILE_FILES`], [`PRECOMPILE_BYTES`], [`PRECOMPILE_DEPTH`]), running none of them.
-    /// A file that does not compile is left out: running it reports the error as always.
+    /// Compiles the app's files ([`app_sources`]) into this VM, running none of them; forked
+    /// from a zygote that compiled them, loads its bytecode instead. A file that does not
+    /// compile is left out: running it reports the error as always.
     pub fn precompile(&self, lua: &Lua) {
         let (root, confine) = {
             let state = self.0.borrow();
             (state.root.clone(), state.confine.clone())
         };
-        let mut files = vec!["main.lua".to_string()];
-        lua_files_below(&root, "", PRECOMPILE_DEPTH, &mut files);
-        let mut bytes = 0;
-        let mut compiled = HashMap::new();
-        for rel in files {
-            if compiled.len() >= PRECOMPILE_FILES || compiled.contains_key(&rel) {
-                continue;
-            }
-            let Ok(path) = resolve(&root, &confine, &rel) else {
-                continue;
-            };
-            let Ok(source) = std::fs::read(&path) else {
-                continue;
-            };
-            bytes += source.len();
-            if bytes > PRECOMPILE_BYTES {
-                break;
-            }
-            if let Ok(chunk) = compile(lua, &rel, &source) {
-                compiled.insert(rel, (source, chunk));
-            }
-        }
+        // Forked from a zygote that compiled this app: its bytecode loads without reading or
+        // parsing anything (see [`super::ahead`]).
+        let compiled = match super::ahead::for_app(&root, &confine) {
+            Some(files) => files
+                .iter()
+                .filter_map(|f| {
+                    let chunk = lua
+                        .load(&f.bytecode[..])
+                        .set_name(format!("@{}", f.rel))
+                        .set_mode(ChunkMode::Binary)
+                        .into_function()
+                        .ok()?;
+                    Some((f.rel.clone(), (f.source.clone(), chunk)))
+                })
+                .collect(),
+            None => app_sources(&root, &confine)
+                .into_iter()
+                .filter_map(|(rel, source)| {
+                    let chunk = compile(lua, &rel, &source).ok()?;
+                    Some((rel, (source, chunk)))
+                })
+                .collect(),
+        };
         self.0.borrow_mut().precompiled = compiled;
     }
 
@@ -332,8 +334,35 @@ pub fn reload_file(
     mutated
 }
 
+/// What a ready VM compiles ahead, as (path relative to `root`, text): `main.lua` and the
+/// app's other `.lua` files that `require` could name (within [`PRECOMPILE_FILES`],
+/// [`PRECOMPILE_BYTES`], [`PRECOMPILE_DEPTH`]), each found as `require` would find it.
+pub(super) fn app_sources(root: &Path, confine: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec!["main.lua".to_string()];
+    lua_files_below(root, "", PRECOMPILE_DEPTH, &mut files);
+    let mut bytes = 0;
+    let mut sources: Vec<(String, Vec<u8>)> = Vec::new();
+    for rel in files {
+        if sources.len() >= PRECOMPILE_FILES || sources.iter().any(|(r, _)| *r == rel) {
+            continue;
+        }
+        let Ok(path) = resolve(root, confine, &rel) else {
+            continue;
+        };
+        let Ok(source) = std::fs::read(&path) else {
+            continue;
+        };
+        bytes += source.len();
+        if bytes > PRECOMPILE_BYTES {
+            break;
+        }
+        sources.push((rel, source));
+    }
+    sources
+}
+
 /// Compiles the text of app file `rel`, named `@rel` so errors read `rel:line: …`.
-fn compile(lua: &Lua, rel: &str, source: &[u8]) -> mlua::Result<Function> {
+pub(super) fn compile(lua: &Lua, rel: &str, source: &[u8]) -> mlua::Result<Function> {
     lua.load(source)
         .set_name(format!("@{rel}"))
         .set_mode(ChunkMode::Text)
