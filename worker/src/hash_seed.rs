@@ -26,6 +26,14 @@ const GUARD: usize = 4096;
 /// offers (39 bits and up); a hint the kernel cannot honour still leaves the random offset.
 const PLACES: std::ops::Range<u64> = (1 << 32)..(1 << 38);
 
+/// Done once in the zygote, before it forks: the `getrandom` crate finds libc's `getrandom`
+/// with `dlsym` the first time a process draws random bytes, which walks ld.so's symbol tables
+/// (≈ 9 page faults in every forked worker). Forked workers inherit the pointer it cached;
+/// each still draws its own bytes.
+pub fn look_up_getrandom() {
+    let _ = getrandom::fill(&mut [0u8; 1]);
+}
+
 /// Runs `make` (which creates the Lua state) on a freshly mapped stack at a random address,
 /// so the state gets a string-hash seed no other VM of this zygote shares. A panic in `make`
 /// is carried back to the caller.

@@ -65,6 +65,7 @@ pub fn run() -> ExitCode {
             Err(e) => tracing::warn!("zygote: workers will compile the app themselves: {e}"),
         }
     }
+    crate::hash_seed::look_up_getrandom();
     let seccomp_layer = std::env::var_os(ENV_ZYGOTE_SECCOMP).is_some();
     if let Err(e) = crate::confine::zygote(seccomp_layer) {
         tracing::error!("zygote: {e}");
