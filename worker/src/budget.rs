@@ -20,6 +20,22 @@ const CHECK_EVERY: u32 = 10_000;
 /// Start of every message the time-limit hook raises; [`error_code`] recognises it.
 pub const TIME_LIMIT_MARKER: &str = "luabroker: Lua time limit";
 
+/// The wrappers of [`TurnBudget::guard_protected_calls`], as a chunk. It is one of our fixed
+/// chunks the zygote compiles once for every worker it forks (`api::ahead::fixed_chunk`).
+pub const GUARD_NAME: &str = "=luabroker.budget";
+pub const GUARD: &str = r#"
+local expired, pcall, xpcall, resume, error = ...
+local function check(ok, ...)
+  if not ok and expired() then error((...), 0) end
+  return ok, ...
+end
+_G.pcall = function(...) return check(pcall(...)) end
+_G.xpcall = function(...) return check(xpcall(...)) end
+if coroutine then
+  coroutine.resume = function(...) return check(resume(...)) end
+end
+"#;
+
 /// The deadline of the turn in progress, shared with the hook.
 #[derive(Clone)]
 pub struct TurnBudget {
@@ -69,22 +85,7 @@ impl TurnBudget {
         let expired = lua.create_function(move |_, ()| {
             Ok(deadline.get().is_some_and(|d| Instant::now() >= d))
         })?;
-        lua.load(
-            r#"
-            local expired, pcall, xpcall, resume, error = ...
-            local function check(ok, ...)
-              if not ok and expired() then error((...), 0) end
-              return ok, ...
-            end
-            _G.pcall = function(...) return check(pcall(...)) end
-            _G.xpcall = function(...) return check(xpcall(...)) end
-            if coroutine then
-              coroutine.resume = function(...) return check(resume(...)) end
-            end
-            "#,
-        )
-        .set_name("=luabroker.budget")
-        .call::<()>((
+        crate::api::ahead::fixed_chunk(lua, GUARD_NAME, GUARD)?.call::<()>((
             expired,
             lua.globals().get::<mlua::Value>("pcall")?,
             lua.globals().get::<mlua::Value>("xpcall")?,

@@ -66,6 +66,10 @@ pub fn run() -> ExitCode {
         }
     }
     crate::hash_seed::look_up_getrandom();
+    let fixed = [(crate::budget::GUARD_NAME, crate::budget::GUARD)];
+    if let Err(e) = crate::api::ahead::compile_fixed_for_forks(&fixed) {
+        tracing::warn!("zygote: workers will compile the budget's chunk themselves: {e}");
+    }
     let seccomp_layer = std::env::var_os(ENV_ZYGOTE_SECCOMP).is_some();
     if let Err(e) = crate::confine::zygote(seccomp_layer) {
         tracing::error!("zygote: {e}");
