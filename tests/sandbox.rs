@@ -1,6 +1,7 @@
 //! Workers that cannot hurt the host (issue 9): what `/proc` says about a serving worker, a
 //! forbidden system call ending only its own session as `sandbox-violation` naming the call
-//! (the calls only the zygote and a worker being confined may make included),
+//! (the calls only the zygote and a worker being confined may make included, and the calls
+//! allowed only on their arguments made with others),
 //! no network from inside a worker, a filesystem fence around the site (symlinks inside it
 //! followed, nothing outside it readable), `--sandbox strict|off`, and the start-up refusals
 //! (root workers, an app the worker user cannot read). The forbidden calls are made by
@@ -19,6 +20,17 @@ assert(__luabroker_test, 'this executable has no test hooks: build it with cargo
 local App = {}
 App.__index = App
 function App:forbidden() __luabroker_test.syscall(self.call) end
+-- `call` is a call's name and integer arguments (`self` stands for this process's pid).
+function App:raw()
+  local words = {}
+  for w in self.call:gmatch('%S+') do words[#words + 1] = w end
+  local name = table.remove(words, 1)
+  local args = {}
+  for i, w in ipairs(words) do
+    args[i] = w == 'self' and __luabroker_test.pid() or math.tointeger(tonumber(w))
+  end
+  self.result = tostring(__luabroker_test.syscall(name, table.unpack(args)))
+end
 function App:connect() self.result = __luabroker_test.connect(self.address) end
 app = setmetatable({call = 'ptrace', address = '', result = '', count = 0}, App)
 session:createAppVariable(app)
@@ -297,6 +309,62 @@ async fn what_the_zygote_and_a_worker_being_confined_may_call_a_serving_worker_m
             cause.contains(&format!("sandbox-violation: {call_name}")),
             "{call_name}: {cause}"
         );
+    }
+}
+
+/// The calls a serving worker may make only with some arguments (checked by the filter a
+/// forked worker adds to the zygote's): with others they are violations, with those they run.
+#[tokio::test]
+async fn calls_allowed_on_their_arguments_are_violations_with_any_others() {
+    let broker = Broker::with_app(&[("main.lua", APP)], &[]);
+    let o = |flags: i32| flags.to_string();
+    let refused = [
+        // openat(AT_FDCWD, NULL, O_WRONLY | O_CREAT): the filter refuses before the path is read
+        format!("openat -100 0 {}", o(libc::O_WRONLY | libc::O_CREAT)),
+        format!("openat -100 0 {}", o(libc::O_RDONLY | libc::O_TRUNC)),
+        format!(
+            "mmap 0 4096 {} {} -1 0",
+            o(libc::PROT_READ | libc::PROT_EXEC),
+            o(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)
+        ),
+        format!("mprotect 0 4096 {}", o(libc::PROT_EXEC)),
+        "kill 1 0".to_string(),
+        "prlimit64 1 0 0 0".to_string(),
+        format!("prctl {} 0", o(libc::PR_SET_DUMPABLE)),
+    ];
+    for spec in &refused {
+        let id = broker.create_session().await;
+        let mut ws = tab(&broker, &id).await;
+        call(&mut ws, "call", json!(spec), "raw").await;
+        let cause = crash_cause(&mut ws).await;
+        let name = spec.split(' ').next().unwrap();
+        assert!(
+            cause.contains(&format!("sandbox-violation: {name}")),
+            "{spec}: {cause}"
+        );
+    }
+    // With the arguments the allowlist names, the same calls run (and answer as the kernel
+    // does): signal 0 to itself, its own limits, a mapping that is not executable.
+    for spec in [
+        "kill self 0".to_string(),
+        "prlimit64 0 0 0 0".to_string(),
+        format!(
+            "mmap 0 4096 {} {} -1 0",
+            o(libc::PROT_READ),
+            o(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)
+        ),
+    ] {
+        let id = broker.create_session().await;
+        let mut ws = tab(&broker, &id).await;
+        call(&mut ws, "call", json!(spec), "raw").await;
+        send(&mut ws, frame(vec![create(4, json!({"path": "result"}))])).await;
+        let update = recv_until(&mut ws, |m| {
+            m["type"] == "update" && m["data"]["varId"] == 4
+        })
+        .await;
+        let answer = update["data"]["value"].as_str().unwrap_or_default();
+        let result: i64 = answer.parse().unwrap_or(-1);
+        assert!(result >= 0, "{spec} answered {answer:?}");
     }
 }
 
