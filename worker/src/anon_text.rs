@@ -40,10 +40,11 @@ struct Segment {
 fn segments(maps: &str, exe: &str) -> Vec<Segment> {
     maps.lines()
         .filter_map(|line| {
-            let mut fields = line.split_whitespace();
+            // range perms offset dev inode, then the path (padded; it may hold spaces).
+            let mut fields = line.splitn(6, ' ');
             let range = fields.next()?;
             let perms = fields.next()?;
-            let path = fields.nth(3)?;
+            let path = fields.nth(3)?.trim_start();
             if path != exe || !perms.starts_with("r-") || !perms.ends_with('p') {
                 return None;
             }
@@ -163,6 +164,7 @@ mod tests {
 7f0000000000-7f0000028000 r--p 00000000 fd:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6
 7f0000028000-7f00001bd000 r-xp 00028000 fd:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6
 7f0000300000-7f0000301000 r--s 00000000 fd:01 123 /usr/bin/luabroker
+7f0000400000-7f0000401000 r-xp 00000000 fd:01 789                        /opt/my apps/luabroker
 ";
         let found = segments(maps, "/usr/bin/luabroker");
         assert_eq!(
@@ -185,5 +187,11 @@ mod tests {
                 },
             ]
         );
+        let spaced = vec![Segment {
+            start: 0x7f0000400000,
+            end: 0x7f0000401000,
+            executable: true,
+        }];
+        assert_eq!(segments(maps, "/opt/my apps/luabroker"), spaced);
     }
 }
