@@ -2,7 +2,10 @@
 //! session, and `GET /` only gives it the session's ids and runs `main.lua`. What a user and
 //! an operator must still see: every session its own process, globals, random numbers and
 //! string-hash seed; `main.lua` run exactly once, under the session's own ids; limits and
-//! crashes reported as before; spares gone with the broker; the pool refilled.
+//! crashes reported as before; spares gone with the broker; the pool refilled. With
+//! `--start-ahead` a spare runs `main.lua` before any `GET /` asks for it: still once per
+//! session and under its own ids, never after the app changed, and its failures reported by
+//! `GET /` as before.
 
 mod common;
 
@@ -68,11 +71,34 @@ async fn fields_of(broker: &Broker, id: &str, fields: &[&str]) -> Json {
     Json::Object(values)
 }
 
-/// Spare workers (`lb-spare`) among the broker's descendants.
+/// Spare workers among the broker's descendants: waiting for a session (`lb-spare`), or with
+/// a session started ahead that no `GET /` has taken yet (`lb-ahead`).
 fn spares(broker: &Broker) -> Vec<i32> {
     descendants(broker.pid)
         .into_iter()
-        .filter(|&p| comm(p).as_deref() == Some("lb-spare"))
+        .filter(|&p| matches!(comm(p).as_deref(), Some("lb-spare" | "lb-ahead")))
+        .collect()
+}
+
+const AHEAD: &str = "--start-ahead";
+const POOL: &str = "--spare-workers";
+const MAX_POOL: &str = "--max-spare-workers";
+
+/// Workers whose session was started ahead and not taken yet (`lb-ahead`).
+fn started_ahead(broker: &Broker) -> Vec<i32> {
+    descendants(broker.pid)
+        .into_iter()
+        .filter(|&p| comm(p).as_deref() == Some("lb-ahead"))
+        .collect()
+}
+
+/// The `main.lua ran` lines of the log.
+fn main_runs(broker: &Broker) -> Vec<String> {
+    broker
+        .log()
+        .lines()
+        .filter(|l| l.contains("main.lua ran"))
+        .map(str::to_string)
         .collect()
 }
 
@@ -122,7 +148,18 @@ async fn a_session_runs_main_lua_once_on_a_spare_whose_vm_was_ready() {
 
 #[tokio::test]
 async fn sessions_from_ready_vms_share_no_globals_random_numbers_or_string_hash_seed() {
-    let broker = Broker::with_app(&[("main.lua", APP)], &[]);
+    share_nothing(&[]).await;
+}
+
+#[tokio::test]
+async fn sessions_started_ahead_share_no_globals_random_numbers_or_string_hash_seed() {
+    share_nothing(&["--start-ahead"]).await;
+}
+
+/// Five sessions of a server started with `flags`, the first having left a global behind: no
+/// other sees it, and each has its own random sequence, string-hash seed and process.
+async fn share_nothing(flags: &[&str]) {
+    let broker = Broker::with_app(&[("main.lua", APP)], flags);
     let first = broker.create_session().await;
     // The first session leaves a global behind...
     let mut ws = connect(&broker, &first).await;
@@ -333,4 +370,135 @@ async fn workers_run_the_zygotes_anonymous_copy_of_the_code_unless_told_to_keep_
             .iter()
             .any(|(_, file)| *file == exe));
     }
+}
+
+#[tokio::test]
+async fn with_start_ahead_get_hands_out_a_session_whose_main_lua_already_ran_once() {
+    // A pool of exactly two, so the session handed out is one of those seen waiting.
+    let broker = Broker::with_app(&[("main.lua", APP)], &[AHEAD, POOL, "2", MAX_POOL, "2"]);
+    wait_for_ready_spares(&broker, 2).await;
+    wait_until("main.lua's two runs in the log", || {
+        main_runs(&broker).len() == 2
+    })
+    .await;
+    let waiting = started_ahead(&broker);
+    assert_eq!(waiting.len(), 2, "{waiting:?}");
+    let before = main_runs(&broker);
+    let id = broker.create_session().await;
+    assert_eq!(
+        metric(&broker, "luabroker_sessions_started_ahead_total").await,
+        1.0
+    );
+    // Its worker was one of those waiting, and knows now that it has its user.
+    wait_until("the session's worker to be named lb-session", || {
+        broker.workers().len() == 1
+    })
+    .await;
+    let worker = broker.workers()[0];
+    assert!(waiting.contains(&worker), "{worker} not in {waiting:?}");
+    // main.lua ran once for this session, under its ids, before the GET /: not again after.
+    let app = app_of(&broker, &id).await;
+    assert_eq!(app["runs"], 1, "{app}");
+    let mine: Vec<String> = main_runs(&broker)
+        .into_iter()
+        .filter(|l| l.contains(&id))
+        .collect();
+    assert_eq!(mine.len(), 1, "main.lua ran once for {id}: {mine:?}");
+    assert!(before.contains(&mine[0]), "it ran before GET /: {mine:?}");
+    // Every run names a session of its own.
+    let runs = main_runs(&broker);
+    let sessions: HashSet<&str> = runs
+        .iter()
+        .filter_map(|l| l.split("session{id=").nth(1)?.split(' ').next())
+        .collect();
+    assert_eq!(sessions.len(), runs.len(), "{runs:?}");
+}
+
+#[tokio::test]
+async fn a_session_started_ahead_is_not_handed_out_once_a_file_it_ran_has_changed() {
+    let broker = Broker::with_app(
+        &[
+            (
+                "main.lua",
+                "session:createAppVariable({ v = require('lib').v })\n",
+            ),
+            ("lib.lua", "return { v = 'old' }\n"),
+        ],
+        &[AHEAD, POOL, "2", MAX_POOL, "2"],
+    );
+    // Both have run main.lua (and read lib.lua) before it changes.
+    wait_for_ready_spares(&broker, 2).await;
+    let dir = broker.app_dir().expect("an app directory");
+    std::fs::write(dir.join("lib.lua"), "return { v = 'new' }\n").unwrap();
+    let id = broker.create_session().await;
+    assert_eq!(fields_of(&broker, &id, &["v"]).await["v"], "new");
+    broker.wait_log("the file changed since its main.lua read it");
+    // The spares started since ran the app as it is now, and are handed out again (one
+    // started while the file was being written may be let go too).
+    for attempt in 0.. {
+        wait_until("a session started ahead", || {
+            !started_ahead(&broker).is_empty()
+        })
+        .await;
+        let id = broker.create_session().await;
+        assert_eq!(fields_of(&broker, &id, &["v"]).await["v"], "new");
+        if metric(&broker, "luabroker_sessions_started_ahead_total").await >= 1.0 {
+            break;
+        }
+        assert!(
+            attempt < 10,
+            "no session started ahead was handed out again"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_main_lua_that_fails_ahead_is_reported_by_get_as_before_until_it_is_fixed() {
+    let broken = "session:createAppVariable({})\nlocal = 1\n";
+    // A pool of one: once its main.lua has failed ahead, no other is being started ahead.
+    let broker = Broker::with_app(&[("main.lua", broken)], &[AHEAD, POOL, "1", MAX_POOL, "1"]);
+    broker.wait_log("a session started ahead failed");
+    wait_for_ready_spares(&broker, 1).await;
+    let (status, body) = broker.get("/").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("main.lua:2:"), "{body}");
+    assert!(
+        started_ahead(&broker).is_empty(),
+        "after a failure ahead, spares wait for GET /"
+    );
+    // Fixed: the next GET / runs it and succeeds, and from then on sessions are started ahead
+    // again (the spare that waited unstarted too).
+    let dir = broker.app_dir().expect("an app directory");
+    std::fs::write(dir.join("main.lua"), APP).unwrap();
+    let id = broker.create_session().await;
+    assert_eq!(app_of(&broker, &id).await["runs"], 1);
+    wait_until("a session started ahead again", || {
+        !started_ahead(&broker).is_empty()
+    })
+    .await;
+    wait_for_ready_spares(&broker, 1).await;
+    let id = broker.create_session().await;
+    assert_eq!(app_of(&broker, &id).await["runs"], 1);
+    assert_eq!(
+        metric(&broker, "luabroker_sessions_started_ahead_total").await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn sessions_started_ahead_die_with_the_broker() {
+    let mut broker = Broker::with_app(&[("main.lua", APP)], &["--start-ahead"]);
+    wait_until("two sessions started ahead", || {
+        started_ahead(&broker).len() >= 2
+    })
+    .await;
+    broker.create_session().await;
+    let mut processes = started_ahead(&broker);
+    processes.extend(broker.workers());
+    broker.signal(Signal::SIGKILL);
+    broker.wait_exit();
+    wait_until("every worker to be gone", || {
+        processes.iter().all(|&p| !is_alive(p))
+    })
+    .await;
 }

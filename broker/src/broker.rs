@@ -22,6 +22,7 @@ use crate::metrics::metrics;
 use crate::reaper::Reaper;
 use crate::server::{Server, StartError, WorkerEvents};
 use crate::session::{EndCause, Lifecycle, Session};
+use crate::session_id::IdVendor;
 use crate::worker_handle::{WorkerEnded, WorkerHandle};
 
 /// Sessions closed for good that a URL can still explain; the oldest are forgotten past this.
@@ -37,16 +38,35 @@ pub struct Broker {
     tombstones: Mutex<HashMap<String, String>>,
 }
 
+/// A session `GET /` created, and what is left to do once its answer has gone.
+pub struct Created {
+    pub session: Arc<Session>,
+    /// The worker of a session started ahead: told it has its user (it renames itself),
+    /// after the answer, so that the message's wake-up never delays the 302.
+    claimed: Option<Arc<WorkerHandle>>,
+}
+
+impl Created {
+    /// What follows the answer: the worker told, and the spare pool refilled.
+    pub fn after_reply(self, server: &Arc<Server>) {
+        if let Some(worker) = self.claimed {
+            worker.try_send(BrokerToWorker::Claimed);
+        }
+        server.refill_spares();
+    }
+}
+
 impl Broker {
     /// The broker, with the task that hears every worker's end (it lives as long as the
     /// process). Call inside the runtime.
     pub fn new(config: Config, app_dir: PathBuf, reaper: Reaper) -> std::io::Result<Arc<Broker>> {
         let config = Arc::new(config);
         live_config::publish(config.clone());
-        let (server, events) = Server::new(config.clone(), app_dir, reaper)?;
+        let ids = Arc::new(IdVendor::new(config.node_id.clone()));
+        let (server, events) = Server::new(config.clone(), app_dir, reaper, ids.clone())?;
         let broker = Arc::new(Broker {
             manager: SessionManager::new(config.max_sessions, config.max_pending_sessions)
-                .with_node_id(config.node_id.clone()),
+                .with_ids(ids),
             edge: Arc::new(Edge::new(&config)),
             config,
             server: Arc::new(server),
@@ -56,18 +76,33 @@ impl Broker {
         Ok(broker)
     }
 
-    /// `GET /`: a new session with a worker that ran main.lua, reachable by its id.
-    pub async fn create_session(&self) -> Result<Arc<Session>, CreateError> {
+    /// `GET /`: a new session with a worker that ran main.lua, reachable by its id: one
+    /// started ahead if there is one (`--start-ahead`), else one started now.
+    pub async fn create_session(&self) -> Result<Created, CreateError> {
         if self.manager.is_full() {
             // Never-opened sessions give way before a new user is refused (eviction.rs).
             self.evict_unadopted();
         }
-        let reservation = self.manager.reserve()?;
-        if let Err(e) = self.server.create_lua_session(&reservation.session).await {
-            metrics().sessions_failed.inc();
-            return Err(e.into());
-        }
-        self.manager.publish(reservation)
+        let admitted = self.manager.admit()?;
+        let ahead = self.server.next_started().await;
+        let reservation = admitted.with_ids(ahead.as_ref().map(|a| a.ids.clone()));
+        let started = match ahead {
+            Some(ahead) => self.server.adopt(&reservation.session, ahead).map(Some),
+            None => self
+                .server
+                .create_lua_session(&reservation.session)
+                .await
+                .map(|()| None),
+        };
+        let claimed = match started {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                metrics().sessions_failed.inc();
+                return Err(e.into());
+            }
+        };
+        let session = self.manager.publish(reservation)?;
+        Ok(Created { session, claimed })
     }
 
     /// A crashed session gets a fresh worker (main.lua runs again) when a tab comes back.

@@ -101,6 +101,13 @@ pub struct Config {
     #[arg(long, env = "LUABROKER_MAX_SPARE_WORKERS", default_value_t = 64)]
     pub max_spare_workers: usize,
 
+    /// Start each spare's session ahead of its `GET /`: as soon as a spare's VM is ready it
+    /// runs main.lua under the ids its session will have, so `GET /` only hands the started
+    /// session out. main.lua then runs before anyone asks for it (its clock and its log lines
+    /// show it); a session is handed out only if every app file it ran is unchanged on disk.
+    #[arg(long, env = "LUABROKER_START_AHEAD")]
+    pub start_ahead: bool,
+
     /// Serve `/metrics` (and the probes) on this address instead of the main one, so that the
     /// public port does not expose them. Prints `metrics on http://ADDR:PORT`.
     #[arg(long, env = "LUABROKER_METRICS_LISTEN", value_name = "ADDR")]

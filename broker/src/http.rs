@@ -62,13 +62,15 @@ async fn create_session(
     }
     match created {
         // Built by hand: axum's Redirect helpers answer 303/307/308 (ARCHITECTURE.md 8). The
-        // spare pool is refilled once the 302 is on its way (`after_reply`).
-        Ok(session) => {
+        // spare pool is refilled (and a session started ahead told it is claimed) once the
+        // 302 is on its way (`after_reply`).
+        Ok(created) => {
+            let location = format!("/{}", created.session.id);
             let server = broker.server.clone();
-            let refill = crate::after_reply::ThenRun::new(move || server.refill_spares());
+            let refill = crate::after_reply::ThenRun::new(move || created.after_reply(&server));
             Response::builder()
                 .status(StatusCode::FOUND)
-                .header(header::LOCATION, format!("/{}", session.id))
+                .header(header::LOCATION, location)
                 .body(Body::new(refill))
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }

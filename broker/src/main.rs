@@ -33,6 +33,7 @@ mod shutdown;
 mod site;
 mod spare_pool;
 mod spawner;
+mod start_ahead;
 mod unattended;
 mod variable_browser;
 mod worker_handle;

@@ -2,13 +2,15 @@
 //! finds sessions nobody uses.
 //!
 //! Creating a session is three steps the broker takes in order (the seed's `CreateSession`
-//! and its `SetOnSessionCreated` hook, laid out flat): [`SessionManager::reserve`] admits it
-//! and vends its ids, `Server::create_lua_session` gives it a worker that ran main.lua, and
+//! and its `SetOnSessionCreated` hook, laid out flat): [`SessionManager::admit`] admits it
+//! and [`Admission::with_ids`] gives it its ids (vended now, or those of a session started
+//! ahead), `Server::create_lua_session` (or `Server::adopt`) gives it a worker that ran
+//! main.lua, and
 //! [`SessionManager::publish`] makes it reachable by its id. The manager knows nothing of
 //! processes; a session whose start failed is never published.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +19,7 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::metrics::metrics;
 use crate::server::StartError;
 use crate::session::{EndCause, Session};
-use crate::session_id::{is_session_id, new_session_id};
+use crate::session_id::{is_session_id, IdVendor, SessionIds};
 use crate::unattended::Unattended;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,14 +38,14 @@ pub struct SessionManager {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Published sessions without a tab, by deadline (what culling looks at).
     unattended: Arc<Unattended<Session>>,
-    next_vended: AtomicU64,
+    /// Vends each session's ids (shared with the server, which vends them for sessions started
+    /// ahead).
+    ids: Arc<IdVendor>,
     creating: AtomicUsize,
     closing: AtomicBool,
     /// The caps; SIGHUP may change them (see `reload`).
     max_sessions: AtomicUsize,
     max_pending: AtomicUsize,
-    /// `--node-id`: the prefix of every id this node vends (session_id.rs).
-    node_id: Option<String>,
 }
 
 /// A session being created: it counts against both caps until it is published or dropped.
@@ -51,6 +53,27 @@ pub struct Reservation<'a> {
     _pending: Pending<'a>,
     pub session: Arc<Session>,
     started: Instant,
+}
+
+/// A session admitted but not yet given its ids ([`Admission::with_ids`]); it counts against
+/// both caps like a reservation.
+pub struct Admission<'a> {
+    manager: &'a SessionManager,
+    pending: Pending<'a>,
+    started: Instant,
+}
+
+impl<'a> Admission<'a> {
+    /// The admitted session, under `ids` (a session started ahead) or new ones.
+    pub fn with_ids(self, ids: Option<SessionIds>) -> Reservation<'a> {
+        let manager = self.manager;
+        let ids = ids.unwrap_or_else(|| manager.ids.vend());
+        Reservation {
+            _pending: self.pending,
+            session: Session::new(ids.id, ids.vended, manager.unattended.clone()),
+            started: self.started,
+        }
+    }
 }
 
 /// One count of "sessions being created", given back however creation ends.
@@ -67,18 +90,17 @@ impl SessionManager {
         SessionManager {
             sessions: Mutex::default(),
             unattended: Unattended::new(),
-            next_vended: AtomicU64::new(1),
+            ids: Arc::new(IdVendor::new(None)),
             creating: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             max_sessions: AtomicUsize::new(max_sessions),
             max_pending: AtomicUsize::new(max_pending),
-            node_id: None,
         }
     }
 
-    /// Vends ids that name this node (`--node-id`).
-    pub fn with_node_id(mut self, node_id: Option<String>) -> SessionManager {
-        self.node_id = node_id;
+    /// Vends ids from `ids` (which names this node, `--node-id`).
+    pub fn with_ids(mut self, ids: Arc<IdVendor>) -> SessionManager {
+        self.ids = ids;
         self
     }
 
@@ -86,13 +108,19 @@ impl SessionManager {
         self.sessions.lock()
     }
 
-    /// Refuses every later [`SessionManager::reserve`] (shutdown has begun).
+    /// Refuses every later [`SessionManager::admit`] (shutdown has begun).
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
     }
 
     /// Admits a new session (or says why not) and vends its ids; it is not reachable yet.
+    #[cfg(test)]
     pub fn reserve(&self) -> Result<Reservation<'_>, CreateError> {
+        Ok(self.admit()?.with_ids(None))
+    }
+
+    /// Admits a new session (or says why not); its ids come next ([`Admission::with_ids`]).
+    pub fn admit(&self) -> Result<Admission<'_>, CreateError> {
         let started = Instant::now();
         if self.closing.load(Ordering::Acquire) {
             metrics().sessions_refused.inc();
@@ -113,13 +141,9 @@ impl SessionManager {
             metrics().refused("session_cap");
             return Err(CreateError::Full(max_sessions));
         }
-        Ok(Reservation {
-            _pending: pending,
-            session: Session::new(
-                new_session_id(self.node_id.as_deref()),
-                self.next_vended.fetch_add(1, Ordering::Relaxed),
-                self.unattended.clone(),
-            ),
+        Ok(Admission {
+            manager: self,
+            pending,
             started,
         })
     }

@@ -78,6 +78,8 @@ pub struct Metrics {
 
     // --- Set from the broker's state at each scrape (see `scrape::sample`) ---
     pub sessions: Gauge,
+    /// Sessions whose main.lua had run before their `GET /` (`--start-ahead`).
+    pub sessions_started_ahead: Counter,
     pub tabs: Gauge,
     pub workers: Gauge,
     pub spare_workers: Gauge,
@@ -110,6 +112,7 @@ impl Metrics {
             sandbox_violations: Counter::default(),
             sandbox_layers: Family::default(),
             sessions: Gauge::default(),
+            sessions_started_ahead: Counter::default(),
             tabs: Gauge::default(),
             workers: Gauge::default(),
             spare_workers: Gauge::default(),
@@ -124,6 +127,11 @@ impl Metrics {
             "luabroker_sessions_created",
             "Sessions created",
             m.sessions_created.clone(),
+        );
+        r.register(
+            "luabroker_sessions_started_ahead",
+            "Sessions whose main.lua had run before their GET / (--start-ahead)",
+            m.sessions_started_ahead.clone(),
         );
         r.register(
             "luabroker_sessions_refused",

@@ -13,23 +13,35 @@
 //! on its way) and sized from the creation rate ([`PoolSizer`], `--spare-workers` ..
 //! `--max-spare-workers`). Every session still gets its own new process and VM; a spare is used
 //! once, and one prepared with limits that SIGHUP has since changed is let go, not used.
+//!
+//! With `--start-ahead` a spare goes one step further before it waits: it is sent `Start`
+//! under ids vended ahead and runs `main.lua`, so `GET /` only hands that session out
+//! ([`Server::next_started`], then [`Server::adopt`]): no worker round trip on its path. One
+//! whose app files changed since is let go (`start_ahead`). A `main.lua` that fails ahead is
+//! not retried ahead: spares wait unstarted, and `GET /` runs `main.lua` and reports its
+//! error as always, until a session starts there again (then the spares that waited unstarted
+//! are started ahead too, one per tend tick).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::{Mutex, MutexGuard};
-use protocol::ipc::{BrokerToWorker, LuaLimits, PrepareVm, StartSession, WorkerToBroker};
+use protocol::ipc::{
+    BrokerToWorker, FileStamp, LuaLimits, PrepareVm, StartSession, WorkerToBroker,
+};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::child::{Child, Exit};
 use crate::config::Config;
+use crate::metrics::metrics;
 use crate::reaper::Reaper;
 use crate::session::Session;
+use crate::session_id::{IdVendor, SessionIds};
 use crate::spare_pool::PoolSizer;
 use crate::spawner::{SpawnError, Spawner};
 use crate::worker_handle::{WorkerEnded, WorkerHandle};
@@ -75,6 +87,22 @@ struct Spare {
     link: Link,
     /// The limits its VM was built with.
     limits: LuaLimits,
+    /// Its session, when it was started ahead (`--start-ahead`): main.lua has run.
+    ahead: Option<Ahead>,
+}
+
+/// The session a spare was started ahead with.
+struct Ahead {
+    ids: SessionIds,
+    /// The app files its main.lua read, as they were read.
+    read: Vec<FileStamp>,
+}
+
+/// A session started ahead, taken from the pool for one `GET /` ([`Server::take_started`]).
+pub struct StartedAhead {
+    spare: Spare,
+    /// The ids its main.lua ran under: the session must be reserved with them.
+    pub ids: SessionIds,
 }
 
 pub struct Server {
@@ -92,6 +120,13 @@ pub struct Server {
     pool: PoolSizer,
     /// The refill tasks, so shutdown can wait for spares still on their way.
     refills: TaskTracker,
+    /// Vends the ids of sessions started ahead (the same vendor as the manager's).
+    ids: Arc<IdVendor>,
+    /// Whether new spares are started ahead: `--start-ahead`, and no main.lua has failed
+    /// ahead since the last session that started.
+    ahead_ok: AtomicBool,
+    /// Woken whenever a spare joins the pool (for a `GET /` waiting for one started ahead).
+    spare_ready: tokio::sync::Notify,
 }
 
 /// A session and the worker serving it.
@@ -108,6 +143,7 @@ impl Server {
         config: Arc<Config>,
         app_dir: PathBuf,
         reaper: Reaper,
+        ids: Arc<IdVendor>,
     ) -> std::io::Result<(Server, WorkerEvents)> {
         let socket = WorkerSocket::bind()?;
         let spawner = Spawner::start(socket.path().to_path_buf(), reaper)?;
@@ -129,6 +165,9 @@ impl Server {
             spares: Mutex::default(),
             spares_coming: AtomicUsize::new(0),
             refills: TaskTracker::new(),
+            ids,
+            ahead_ok: AtomicBool::new(true),
+            spare_ready: tokio::sync::Notify::new(),
         };
         Ok((server, ended))
     }
@@ -216,6 +255,7 @@ impl Server {
         while !self.refills.is_closed() {
             tick.tick().await;
             self.refill_spares();
+            self.start_waiting_spare_ahead();
             // One spare a tick at most: the pool shrinks gradually, and a target that wavers
             // by one costs little churn.
             let target = self.pool.target(Instant::now());
@@ -257,16 +297,93 @@ impl Server {
             let server = self.clone();
             self.refills.spawn(async move {
                 let asked = Instant::now();
-                let launched = server.launch(server.prepare_vm()).await;
-                server.spares_coming.fetch_sub(1, Ordering::AcqRel);
+                let launched = match server.launch(server.prepare_vm()).await {
+                    Ok(spare) if server.starts_ahead() => Ok(server.start_ahead(spare).await),
+                    launched => launched.map(Some),
+                };
+                if let Ok(Some(_)) = launched {
+                    server.pool.refilled(asked.elapsed());
+                }
                 match launched {
-                    Ok(spare) => {
-                        server.pool.refilled(asked.elapsed());
-                        server.lock_spares().push(spare);
+                    Ok(spare) => server.arrived(spare),
+                    Err(e) => {
+                        server.spares_coming.fetch_sub(1, Ordering::AcqRel);
+                        tracing::error!("cannot start a spare worker: {e}");
                     }
-                    Err(e) => tracing::error!("cannot start a spare worker: {e}"),
                 }
             });
+        }
+    }
+
+    /// A spare on its way has arrived (`None`: it was being started ahead and failed, so one
+    /// that waits unstarted replaces it).
+    fn arrived(self: &Arc<Self>, spare: Option<Spare>) {
+        match spare {
+            Some(spare) => {
+                self.lock_spares().push(spare);
+                self.spares_coming.fetch_sub(1, Ordering::AcqRel);
+                self.spare_ready.notify_waiters();
+            }
+            None => {
+                self.spares_coming.fetch_sub(1, Ordering::AcqRel);
+                self.refill_spares();
+            }
+        }
+    }
+
+    /// Once sessions may be started ahead again (after a failure ahead, a session started), a
+    /// spare that waits unstarted is started ahead, one a tick.
+    fn start_waiting_spare_ahead(self: &Arc<Self>) {
+        if !self.starts_ahead() || self.refills.is_closed() {
+            return;
+        }
+        let Some(spare) = self.take_spare(&self.live_limits(), false) else {
+            return;
+        };
+        self.spares_coming.fetch_add(1, Ordering::AcqRel);
+        let server = self.clone();
+        self.refills.spawn(async move {
+            let started = server.start_ahead(spare).await;
+            server.arrived(started);
+        });
+    }
+
+    /// Whether a new spare is to be started ahead now.
+    fn starts_ahead(&self) -> bool {
+        self.config.start_ahead && self.ahead_ok.load(Ordering::Acquire)
+    }
+
+    /// Starts `spare`'s session ahead: ids vended now, `Start`, main.lua's outcome. `None`
+    /// when main.lua failed (the worker is gone, and spares are no longer started ahead).
+    async fn start_ahead(&self, spare: Spare) -> Option<Spare> {
+        let Spare {
+            child,
+            mut link,
+            limits,
+            ..
+        } = spare;
+        let ids = self.ids.vend();
+        let start = StartSession {
+            vended_id: ids.vended,
+            session_id: ids.id.clone(),
+            ahead: true,
+        };
+        match self.start(&mut link, start).await {
+            Ok(read) => Some(Spare {
+                child,
+                link,
+                limits,
+                ahead: Some(Ahead { ids, read }),
+            }),
+            Err(e) => {
+                drop(link);
+                let how = child.kill_and_reap().await;
+                self.ahead_ok.store(false, Ordering::Release);
+                tracing::warn!(session = %ids.id, vended = ids.vended, pid = child.pid(),
+                    "a session started ahead failed ({how}): {e}; spares now wait for GET / \
+                     to run main.lua, until a session starts");
+                None
+            }
         }
     }
 
@@ -284,18 +401,25 @@ impl Server {
         });
     }
 
-    /// A spare that is still alive and whose VM was built with `limits`, if any; spares built
-    /// with other limits (changed by SIGHUP since) are let go.
-    fn take_spare(&self, limits: &LuaLimits) -> Option<Spare> {
+    /// A spare that is still alive, whose VM was built with `limits` and whose session was
+    /// started ahead (`ahead`) or not, if any; spares built with other limits (changed by
+    /// SIGHUP since) are let go.
+    fn take_spare(&self, limits: &LuaLimits, ahead: bool) -> Option<Spare> {
         let mut stale = Vec::new();
         let found = {
             let mut spares = self.lock_spares();
+            let mut at = spares.len();
             loop {
-                match spares.pop() {
-                    None => break None,
-                    Some(spare) if spare.child.exit().is_some() => {}
-                    Some(spare) if spare.limits != *limits => stale.push(spare),
-                    Some(spare) => break Some(spare),
+                if at == 0 {
+                    break None;
+                }
+                at -= 1;
+                if spares[at].child.exit().is_some() {
+                    spares.remove(at);
+                } else if spares[at].limits != *limits {
+                    stale.push(spares.remove(at));
+                } else if spares[at].ahead.is_some() == ahead {
+                    break Some(spares.remove(at));
                 }
             }
         };
@@ -303,6 +427,54 @@ impl Server {
             self.retire(spare);
         }
         found
+    }
+
+    /// A session started ahead for a `GET /` to hand out ([`Server::take_started`]). With
+    /// none ready but some on their way, waits for one up to the average refill time: about
+    /// what starting a worker now would take, so waiting is never the slower choice, and the
+    /// session that comes is not a worker started twice. `None`: start one now.
+    pub async fn next_started(&self) -> Option<StartedAhead> {
+        if !self.config.start_ahead {
+            return None;
+        }
+        let deadline = tokio::time::Instant::now() + self.pool.refill_time();
+        loop {
+            // Registered before looking, so a spare that arrives in between still wakes us.
+            let arrived = self.spare_ready.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if let Some(started) = self.take_started() {
+                return Some(started);
+            }
+            if !self.starts_ahead() || self.spares_coming.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// A session started ahead whose app files are all as its main.lua read them, for a
+    /// `GET /` to hand out ([`Server::adopt`]); any found changed are let go.
+    fn take_started(&self) -> Option<StartedAhead> {
+        if !self.config.start_ahead {
+            return None;
+        }
+        let limits = self.live_limits();
+        loop {
+            let mut spare = self.take_spare(&limits, true)?;
+            let Some(Ahead { ids, read }) = spare.ahead.take() else {
+                continue; // not reached: take_spare(.., true) finds started ones only
+            };
+            match crate::start_ahead::changed_file(&read) {
+                None => return Some(StartedAhead { spare, ids }),
+                Some(file) => {
+                    tracing::info!(file, "a session started ahead was let go: the file changed since its main.lua read it");
+                    self.retire(spare);
+                }
+            }
+        }
     }
 
     /// What a new worker's VM is built from: the app, and the Lua limits in force now (they
@@ -360,6 +532,7 @@ impl Server {
                             child,
                             link,
                             limits,
+                            ahead: None,
                         })
                     }
                     Err(e) => e,
@@ -391,7 +564,7 @@ impl Server {
         let mut from_pool = true;
         let (child, link) = loop {
             let spare = match if from_pool {
-                self.take_spare(&limits)
+                self.take_spare(&limits, false)
             } else {
                 None
             } {
@@ -404,8 +577,13 @@ impl Server {
             let Spare {
                 child, mut link, ..
             } = spare;
-            match self.start_session(session, &mut link).await {
-                Ok(()) => break (child, link),
+            let start = StartSession {
+                vended_id: session.vended_id,
+                session_id: session.id.clone(),
+                ahead: false,
+            };
+            match self.start(&mut link, start).await {
+                Ok(_) => break (child, link),
                 Err(e) => {
                     // Whatever went wrong, leave no process behind, and reap it first.
                     drop(link);
@@ -420,6 +598,37 @@ impl Server {
                 }
             }
         };
+        // main.lua runs here: sessions may be started ahead again (if asked for).
+        self.ahead_ok.store(true, Ordering::Release);
+        self.install(session, child, link, started, false)?;
+        Ok(())
+    }
+
+    /// Gives `session` (reserved under its ids) the worker that was started ahead for it; the
+    /// caller sends it `Claimed` once the answer has gone. Its end will come as a
+    /// [`WorkerEnded`].
+    pub fn adopt(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        started: StartedAhead,
+    ) -> Result<Arc<WorkerHandle>, StartError> {
+        let now = Instant::now();
+        self.pool.taken(now);
+        let Spare { child, link, .. } = started.spare;
+        let handle = self.install(session, child, link, now, true)?;
+        metrics().sessions_started_ahead.inc();
+        Ok(handle)
+    }
+
+    /// Makes `child` (whose main.lua ran for `session`) the session's worker.
+    fn install(
+        &self,
+        session: &Arc<Session>,
+        child: Child,
+        link: Link,
+        started: Instant,
+        ahead: bool,
+    ) -> Result<Arc<WorkerHandle>, StartError> {
         let pid = child.pid();
         let handle = {
             // Under the lock, so its end (taken out under the same lock) cannot come first.
@@ -444,17 +653,18 @@ impl Server {
             handle.kill(format!("session closed while starting: {why}"));
             return Err(StartError::SessionClosing(why));
         }
-        tracing::info!(session = %session.id, vended = session.vended_id, pid,
+        tracing::info!(session = %session.id, vended = session.vended_id, pid, ahead,
             startup_us = started.elapsed().as_micros() as u64, "session started");
-        Ok(())
+        Ok(handle)
     }
 
-    /// Sends `Start` (the ready VM's session) and waits for main.lua's outcome.
-    async fn start_session(&self, session: &Session, link: &mut Link) -> Result<(), StartError> {
-        let start = StartSession {
-            vended_id: session.vended_id,
-            session_id: session.id.clone(),
-        };
+    /// Sends `Start` (the ready VM's session) and waits for main.lua's outcome: the files it
+    /// read.
+    async fn start(
+        &self,
+        link: &mut Link,
+        start: StartSession,
+    ) -> Result<Vec<FileStamp>, StartError> {
         if link.send(BrokerToWorker::Start(start)).await.is_err() {
             return Err(StartError::DiedInMain("socket closed".into()));
         }
@@ -463,7 +673,7 @@ impl Server {
         let config = crate::live_config::live(&self.config);
         let limit = config.lua_time_limit + Duration::from_secs(5);
         match tokio::time::timeout(limit, link.next()).await {
-            Ok(Some(Ok(WorkerToBroker::Ready { .. }))) => Ok(()),
+            Ok(Some(Ok(WorkerToBroker::Ready { read, .. }))) => Ok(read),
             Ok(Some(Ok(WorkerToBroker::Failed { error }))) => Err(StartError::MainFailed(error)),
             Ok(Some(Ok(other))) => Err(StartError::DiedInMain(format!(
                 "unexpected first message {other:?}"

@@ -5,8 +5,8 @@
 //! hard to guess as ever (2^120 is still far beyond any search). Without it all 32 are random.
 //! `deploy/haproxy.cfg` routes on this prefix.
 //!
-//! A leaf: it names no other module (the config parses `--node-id` with it, the manager vends
-//! ids with it).
+//! A leaf: it names no other module (the config parses `--node-id` with it, the manager and the
+//! server vend ids with its [`IdVendor`]).
 
 /// `--node-id`: exactly two lowercase hex digits.
 pub fn parse_node_id(s: &str) -> Result<String, String> {
@@ -19,6 +19,39 @@ pub fn parse_node_id(s: &str) -> Result<String, String> {
         Err(format!(
             "{s:?} is not a node id: two lowercase hex digits, 00 to ff"
         ))
+    }
+}
+
+/// The two ids of one session: `id` in its URL, `vended` the compact one Lua sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionIds {
+    pub id: String,
+    pub vended: u64,
+}
+
+/// Vends [`SessionIds`]: the session manager for `GET /`, the server for sessions started
+/// ahead of theirs (`--start-ahead`), from one sequence so no two sessions share an id.
+pub struct IdVendor {
+    node: Option<String>,
+    next_vended: std::sync::atomic::AtomicU64,
+}
+
+impl IdVendor {
+    /// Ids that name `node` (`--node-id`), vended ids counting from 1.
+    pub fn new(node: Option<String>) -> IdVendor {
+        IdVendor {
+            node,
+            next_vended: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    pub fn vend(&self) -> SessionIds {
+        SessionIds {
+            id: new_session_id(self.node.as_deref()),
+            vended: self
+                .next_vended
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
     }
 }
 

@@ -87,6 +87,11 @@ impl PoolSizer {
         state.refill = (state.refill * 7 + took) / 8;
     }
 
+    /// How long a refill takes, on average (what starting a worker now would take).
+    pub fn refill_time(&self) -> Duration {
+        self.state.lock().refill
+    }
+
     /// Workers taken per second over the last window.
     pub fn rate(&self, now: Instant) -> f64 {
         let mut state = self.state.lock();

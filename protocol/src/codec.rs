@@ -315,7 +315,11 @@ mod tests {
     /// `levels` one-element arrays inside each other, as a payload of `Ready`, built from the
     /// bytes bincode writes for one level (so a corrupt worker's frame needs no encoder).
     fn nested_ready(levels: usize) -> Vec<u8> {
-        let null = encode_payload(&WorkerToBroker::Ready { app: Value::Null }).unwrap();
+        let null = encode_payload(&WorkerToBroker::Ready {
+            read: Vec::new(),
+            app: Value::Null,
+        })
+        .unwrap();
         let one = encode_payload(&Value::Array(vec![Value::Null])).unwrap();
         let (prefix, leaf) = null.split_at(null.len() - 1);
         let level = &one[..one.len() - leaf.len()];

@@ -6,7 +6,9 @@
 //! Lua VM (no app code runs) and answers [`WorkerToBroker::Prepared`]: it is now a spare with a
 //! ready VM. When a session needs it the broker sends [`BrokerToWorker::Start`]; the worker fills
 //! in the session's ids, runs `main.lua` and answers [`WorkerToBroker::Ready`] or
-//! [`WorkerToBroker::Failed`] (also the answer to a `Prepare` that failed). After that
+//! [`WorkerToBroker::Failed`] (also the answer to a `Prepare` that failed). With
+//! `--start-ahead` the broker sends `Start` as soon as the spare is prepared, under ids vended
+//! ahead, and [`BrokerToWorker::Claimed`] once a `GET /` has taken the session. After that
 //! tabs come and go ([`BrokerToWorker::TabOpened`] / [`BrokerToWorker::TabClosed`]), their
 //! frames arrive as [`BrokerToWorker::Frame`], and the worker pushes [`WorkerToBroker::Send`]
 //! batches whenever something a tab watches changes.
@@ -76,6 +78,39 @@ pub struct StartSession {
     pub vended_id: u64,
     /// The 32-hex session id, for log lines only.
     pub session_id: String,
+    /// Started ahead of its `GET /` (`--start-ahead`): no user has it until `Claimed`.
+    pub ahead: bool,
+}
+
+/// One app file as a worker read it: enough to tell, later and from outside, that the file on
+/// disk is no longer the one that ran (a session started ahead is then not handed out).
+/// Taken from the open file before its text is read, so any later write changes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    /// Absolute, symlinks resolved (the same path in the broker's mount namespace).
+    pub path: String,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    /// Modification and status-change times, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl FileStamp {
+    /// The stamp of the file at `path` whose metadata is `meta`.
+    pub fn of(path: &std::path::Path, meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |secs: i64, nsecs: i64| secs.saturating_mul(1_000_000_000).saturating_add(nsecs);
+        FileStamp {
+            path: path.to_string_lossy().into_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +119,8 @@ pub enum BrokerToWorker {
     Prepare(PrepareVm),
     /// Run the session's `main.lua` on the prepared VM (answered `Ready` or `Failed`).
     Start(StartSession),
+    /// A session started ahead has been given to a `GET /` (not answered).
+    Claimed,
     TabOpened {
         tab: TabId,
     },
@@ -129,8 +166,11 @@ pub enum WorkerToBroker {
     Hello(Hello),
     /// The VM is built and waits for a session: the worker is a ready spare.
     Prepared,
-    /// `main.lua` ran and created variable 1, whose value JSON this is.
+    /// `main.lua` ran and created variable 1, whose value JSON this is; `read`: every app
+    /// file that ran, as it was when it was read. (`app` last: the codec's depth test builds
+    /// nested values at the end of this message's bytes.)
     Ready {
+        read: Vec<FileStamp>,
         app: Value,
     },
     /// `main.lua` failed (or never created variable 1), or the VM could not be built; the

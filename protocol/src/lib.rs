@@ -26,4 +26,4 @@ pub use value::Value;
 
 /// Bumped whenever a type in [`ipc`], [`zygote`] or [`browser`] changes shape; checked in the worker's
 /// [`ipc::Hello`] so a worker from another build is refused with a clear error.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;

@@ -12,8 +12,8 @@ use protocol::browser::{
 };
 use protocol::codec::{decode_payload, encode_frame as encode_ipc_frame, CodecError, FrameCodec};
 use protocol::ipc::{
-    BrokerToWorker, DebugListing, DebugVariable, Hello, LuaLimits, PrepareVm, StartSession,
-    TabBatch, WorkerToBroker,
+    BrokerToWorker, DebugListing, DebugVariable, FileStamp, Hello, LuaLimits, PrepareVm,
+    StartSession, TabBatch, WorkerToBroker,
 };
 use protocol::limits::MAX_VALUE_DEPTH;
 use protocol::sandbox::{SandboxPolicy, WorkerUser};
@@ -345,12 +345,14 @@ fn broker_to_worker() -> impl Strategy<Value = BrokerToWorker> {
                 })
             }
         ),
-        (any::<u64>(), ".{0,32}").prop_map(|(vended_id, session_id)| {
+        (any::<u64>(), ".{0,32}", any::<bool>()).prop_map(|(vended_id, session_id, ahead)| {
             BrokerToWorker::Start(StartSession {
                 vended_id,
                 session_id,
+                ahead,
             })
         }),
+        Just(BrokerToWorker::Claimed),
         any::<u32>().prop_map(|tab| BrokerToWorker::TabOpened { tab }),
         (
             any::<u32>(),
@@ -373,6 +375,19 @@ fn broker_to_worker() -> impl Strategy<Value = BrokerToWorker> {
         prop::collection::vec(".{0,12}", 0..4).prop_map(|files| BrokerToWorker::Reload { files }),
         Just(BrokerToWorker::Shutdown),
     ]
+}
+
+fn file_stamp() -> impl Strategy<Value = FileStamp> {
+    (".{0,40}", any::<[u64; 3]>(), any::<[i64; 2]>()).prop_map(
+        |(path, [dev, ino, size], [m, c])| FileStamp {
+            path,
+            dev,
+            ino,
+            size,
+            mtime_ns: m,
+            ctime_ns: c,
+        },
+    )
 }
 
 fn debug_variable() -> impl Strategy<Value = DebugVariable> {
@@ -436,7 +451,8 @@ fn worker_to_broker() -> impl Strategy<Value = WorkerToBroker> {
             })
         }),
         Just(WorkerToBroker::Prepared),
-        value().prop_map(|app| WorkerToBroker::Ready { app }),
+        (prop::collection::vec(file_stamp(), 0..3), value())
+            .prop_map(|(read, app)| WorkerToBroker::Ready { read, app }),
         ".{0,40}".prop_map(|error| WorkerToBroker::Failed { error }),
         prop::collection::vec(
             (any::<u32>(), prop::collection::vec(server_message(), 0..4))

@@ -123,8 +123,13 @@ fn serve(socket: String, token: Token) -> u8 {
         Recv::Message(BrokerToWorker::Start(start)) => start,
         other => return unexpected(other, "Start"),
     };
-    // `ps` and /proc tell spares ("lb-spare") from workers serving a session ("lb-session").
-    let _ = nix::sys::prctl::set_name(c"lb-session");
+    // `ps` and /proc tell spares ("lb-spare") from workers serving a session ("lb-session");
+    // a session started ahead that no `GET /` has taken yet is "lb-ahead" until `Claimed`.
+    let _ = nix::sys::prctl::set_name(if start.ahead {
+        c"lb-ahead"
+    } else {
+        c"lb-session"
+    });
     let span = tracing::info_span!("session", id = %start.session_id, vended = start.vended_id);
     let _enter = span.enter();
     if let Err(e) = session.assign(&start) {
@@ -134,7 +139,8 @@ fn serve(socket: String, token: Token) -> u8 {
     }
     match session.load_main() {
         Ok(app) => {
-            if link.send(WorkerToBroker::Ready { app }).is_err() {
+            let read = session.files_read();
+            if link.send(WorkerToBroker::Ready { read, app }).is_err() {
                 return exit::OK;
             }
         }
@@ -237,6 +243,11 @@ fn run_loop(session: &mut LuaSession, link: &mut Link) -> u8 {
                 None
             }
             BrokerToWorker::TabClosed { tab } => send_batches(session.tab_closed(tab)),
+            BrokerToWorker::Claimed => {
+                let _ = nix::sys::prctl::set_name(c"lb-session");
+                tracing::debug!("claimed by a GET /");
+                None
+            }
             BrokerToWorker::Ping { seq } => Some(WorkerToBroker::Pong { seq }),
             BrokerToWorker::DebugVariables {
                 request,

@@ -136,6 +136,11 @@ impl LuaSession {
         })
     }
 
+    /// Every app file `main.lua`'s run (and anything since) read, as it was when read.
+    pub fn files_read(&self) -> Vec<protocol::ipc::FileStamp> {
+        self.api.files_read()
+    }
+
     /// A tab connected: from now on it gets errors no tab caused (timers, reloads).
     pub fn tab_opened(&mut self, tab: TabId) {
         self.backend.tab_opened(tab);
@@ -242,6 +247,7 @@ mod tests {
         let start = StartSession {
             vended_id: 7,
             session_id: "0".repeat(32),
+            ahead: false,
         };
         LuaSession::new(&vm, &start).unwrap()
     }

@@ -100,6 +100,11 @@ impl Api {
         self.modules.loaded_files()
     }
 
+    /// Every app file read to be run so far, as it was when read.
+    pub fn files_read(&self) -> Vec<protocol::ipc::FileStamp> {
+        self.modules.files_read()
+    }
+
     /// Whether `name` (a module key, app path or module name) is a loaded file.
     pub fn is_loaded(&self, name: &str) -> bool {
         self.modules.is_loaded(name)

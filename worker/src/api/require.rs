@@ -55,6 +55,9 @@ struct State {
     tracking: Tracking,
     /// Chunks compiled ahead (by relative path), each with the text it was compiled from.
     precompiled: HashMap<String, (Vec<u8>, Function)>,
+    /// Every file read to be run, as it was when read (a session started ahead reports them,
+    /// so the broker can tell whether the app has changed since: `Ready`).
+    read: Vec<protocol::ipc::FileStamp>,
 }
 
 /// What a ready VM compiles ahead: at most this many files, this many bytes of source in all,
@@ -99,6 +102,7 @@ impl Modules {
             files: Vec::new(),
             tracking,
             precompiled: HashMap::new(),
+            read: Vec::new(),
         })));
         let me = this.clone();
         lua.globals().raw_set(
@@ -271,7 +275,8 @@ impl Modules {
             .and_then(|p| p.to_str())
             .map(|p| p.replace(std::path::MAIN_SEPARATOR, "/"))
             .unwrap_or_else(|| rel.to_string());
-        let source = std::fs::read(&path)
+        let source = self
+            .read_stamped(&path)
             .map_err(|e| mlua::Error::runtime(format!("cannot read {rel}: {e}")))?;
         let ahead = self.0.borrow_mut().precompiled.remove(rel);
         let chunk = match ahead {
@@ -282,6 +287,27 @@ impl Modules {
         let ran = chunk.call(args);
         tracking.leave();
         Ok((ran?, key))
+    }
+
+    /// Reads `path`, noting its stamp first (taken from the open file, so a write after it
+    /// changes the stamp the broker will compare).
+    fn read_stamped(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        let stamp = protocol::ipc::FileStamp::of(path, &meta);
+        let mut source = Vec::with_capacity(meta.len() as usize);
+        file.read_to_end(&mut source)?;
+        let mut state = self.0.borrow_mut();
+        if !state.read.iter().any(|s| s.path == stamp.path) {
+            state.read.push(stamp);
+        }
+        Ok(source)
+    }
+
+    /// The stamps of every file read to be run so far, each once (its first read).
+    pub fn files_read(&self) -> Vec<protocol::ipc::FileStamp> {
+        self.0.borrow().read.clone()
     }
 
     fn record(&self, path: String, key: String, module: Option<String>) {

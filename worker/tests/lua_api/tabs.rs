@@ -51,6 +51,7 @@ impl Session {
         let start = StartSession {
             vended_id: VENDED_ID,
             session_id: SESSION_ID.into(),
+            ahead: false,
         };
         let mut session = LuaSession::new(&vm, &start).unwrap();
         session.load_main().unwrap();
