@@ -397,6 +397,93 @@ async fn a_dead_zygote_takes_its_workers_and_the_broker_carries_on_by_exec() {
     assert!(descendants(broker.pid).iter().all(|p| !is_zombie(*p)));
 }
 
+/// The worker `GET /` just started (with no spare pool, the one new `lb-session`).
+async fn create_with_worker(broker: &Broker) -> (String, i32) {
+    let before = broker.workers();
+    let id = broker.create_session().await;
+    let started: Vec<i32> = broker
+        .workers()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(started.len(), 1, "one worker per GET /");
+    (id, started[0])
+}
+
+/// A session's app variable, read over its WebSocket (a worker that answers).
+async fn answers(broker: &Broker, id: &str) {
+    let mut ws = connect(broker, id).await;
+    send(
+        &mut ws,
+        serde_json::json!(msg("get", serde_json::json!({"varIds": [1]}))),
+    )
+    .await;
+    recv_until(&mut ws, |m| m["type"] == "get").await;
+}
+
+async fn zygotes_metric(broker: &Broker) -> String {
+    let metrics = broker.get("/metrics").await.1;
+    metrics
+        .lines()
+        .find(|l| l.starts_with("luabroker_zygotes "))
+        .unwrap_or_else(|| panic!("no luabroker_zygotes in {metrics}"))
+        .to_string()
+}
+
+/// After `--zygote-forks` workers a fresh zygote forks the next ones. The retired one keeps
+/// its workers, whose sessions go on; once the last of them has ended it exits and is reaped,
+/// and every zygote and worker still dies with the broker.
+#[tokio::test]
+async fn a_zygote_past_its_forks_gives_way_and_exits_after_its_last_worker() {
+    let mut broker = Broker::with_app(
+        &[("main.lua", COUNTER_APP)],
+        &["--zygote-forks", "2", "--spare-workers", "0"],
+    );
+    let (a, a_worker) = create_with_worker(&broker).await;
+    let (_b, b_worker) = create_with_worker(&broker).await;
+    let first = parent_of(a_worker);
+    assert_eq!(
+        parent_of(b_worker),
+        first,
+        "both forked by the first zygote"
+    );
+    broker.wait_log("a fresh zygote forks the workers from now on");
+
+    let (c, c_worker) = create_with_worker(&broker).await;
+    let second = parent_of(c_worker);
+    assert_ne!(
+        second, first,
+        "the third worker comes from the fresh zygote"
+    );
+    assert_eq!(comm(second).as_deref(), Some("lb-zygote"));
+    assert_eq!(parent_of(second), broker.pid);
+    assert!(
+        is_alive(first),
+        "the retired zygote lives while its workers do"
+    );
+    assert_eq!(zygotes_metric(&broker).await, "luabroker_zygotes 2");
+    answers(&broker, &a).await; // a session of the retired zygote goes on
+    answers(&broker, &c).await;
+
+    for worker in [a_worker, b_worker] {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker), Signal::SIGKILL).unwrap();
+    }
+    wait_until("the retired zygote to exit and be reaped", || {
+        proc_state(first).is_none()
+    })
+    .await;
+    assert_eq!(zygotes_metric(&broker).await, "luabroker_zygotes 1");
+    answers(&broker, &c).await;
+    assert!(descendants(broker.pid).iter().all(|p| !is_zombie(*p)));
+
+    broker.signal(Signal::SIGKILL);
+    broker.wait_exit();
+    wait_until("the zygote and its worker to die with the broker", || {
+        !is_alive(second) && !is_alive(c_worker)
+    })
+    .await;
+}
+
 /// The zygote itself, driven over its pipes as the broker drives it: a refused request is
 /// answered as refused, and the next request still gets its own, real, child.
 #[test]

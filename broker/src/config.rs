@@ -90,6 +90,13 @@ pub struct Config {
     #[arg(long, env = "LUABROKER_NO_ZYGOTE")]
     pub no_zygote: bool,
 
+    /// Workers forked from one zygote before a fresh zygote takes over; the old one lives on
+    /// until its last worker ends. Bounds how many processes share one zygote's pages, which
+    /// the kernel's reverse-map walks (page reclaim, DAMON) and every fork's locks pay for in
+    /// proportion. 0 = one zygote for the broker's whole life.
+    #[arg(long, env = "LUABROKER_ZYGOTE_FORKS", default_value_t = 1000)]
+    pub zygote_forks: u64,
+
     /// The fewest spare workers kept ready (started ahead of demand, each with its Lua VM
     /// built), so `GET /` only runs main.lua; the pool grows with the creation rate up to
     /// --max-spare-workers. 0 = no pool: every worker is started on demand.

@@ -84,6 +84,8 @@ pub struct Metrics {
     pub workers: Gauge,
     pub spare_workers: Gauge,
     pub spare_workers_target: Gauge,
+    /// Zygote processes alive: the one forking and the retired ones with workers left.
+    pub zygotes: Gauge,
     pub worker_rss_sum_bytes: Gauge,
     pub worker_rss_max_bytes: Gauge,
     /// Open client connections, HTTP and tabs (`edge/conn_table.rs`).
@@ -117,6 +119,7 @@ impl Metrics {
             workers: Gauge::default(),
             spare_workers: Gauge::default(),
             spare_workers_target: Gauge::default(),
+            zygotes: Gauge::default(),
             worker_rss_sum_bytes: Gauge::default(),
             worker_rss_max_bytes: Gauge::default(),
             connections: Gauge::default(),
@@ -214,6 +217,11 @@ impl Metrics {
             "luabroker_spare_workers_target",
             "Spare workers the pool aims at, from the session creation rate",
             m.spare_workers_target.clone(),
+        );
+        r.register(
+            "luabroker_zygotes",
+            "Zygote processes alive: the one workers are forked from, and retired ones whose workers still live",
+            m.zygotes.clone(),
         );
         r.register(
             "luabroker_worker_rss_sum_bytes",

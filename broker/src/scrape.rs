@@ -47,6 +47,7 @@ async fn sample(broker: &Broker) {
     m.spare_workers.set(broker.server.spares().0 as i64);
     m.spare_workers_target
         .set(broker.server.spare_target() as i64);
+    m.zygotes.set(broker.server.zygotes_alive() as i64);
     m.connections.set(broker.edge.conns.open() as i64);
     m.rate_limited_clients
         .set(broker.edge.creation.tracked() as i64);

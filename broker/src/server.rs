@@ -146,7 +146,7 @@ impl Server {
         ids: Arc<IdVendor>,
     ) -> std::io::Result<(Server, WorkerEvents)> {
         let socket = WorkerSocket::bind()?;
-        let spawner = Spawner::start(socket.path().to_path_buf(), reaper)?;
+        let spawner = Spawner::start(socket.path().to_path_buf(), reaper, config.zygote_forks)?;
         let (events, ended) = mpsc::unbounded_channel();
         // `--spare-workers 0`: no pool at all, every worker is started on demand.
         let max_spares = match config.spare_workers {
@@ -244,6 +244,11 @@ impl Server {
     /// `--no-zygote`).
     pub fn zygote_up(&self) -> bool {
         self.spawner.zygote_up()
+    }
+
+    /// Zygote processes alive (`--zygote-forks`).
+    pub fn zygotes_alive(&self) -> usize {
+        self.spawner.zygotes_alive()
     }
 
     /// Keeps the pool at its target for as long as the server runs: grows it, and lets the

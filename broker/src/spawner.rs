@@ -6,7 +6,9 @@
 //!   single-threaded, and asks it to fork each worker ([`ZygoteClient`], which this spawner
 //!   owns); the child connects and authenticates exactly like an exec'd worker. This skips an
 //!   exec of the whole executable per session, whose cost grows with the broker's fd table.
-//!   If the zygote dies, new workers are exec'd.
+//!   If the zygote dies, new workers are exec'd. After `--zygote-forks` workers a fresh
+//!   zygote takes over and the old one is retired: it keeps reaping its own workers and
+//!   exits after the last ([`Zygotes`]).
 //! - **exec** (`/proc/self/exe __worker`): `std::process::Command` without a `pre_exec` hook,
 //!   which takes the posix_spawn path; the multi-threaded broker never forks and keeps running.
 //!
@@ -60,12 +62,36 @@ enum Request {
 pub struct Spawner {
     requests: mpsc::Sender<Request>,
     reaper: Reaper,
-    zygote: Mutex<Option<Arc<ZygoteClient>>>,
+    zygotes: Arc<Mutex<Zygotes>>,
+    /// Workers forked from one zygote before a successor takes over; 0 = never.
+    forks_per_zygote: u64,
+}
+
+/// The zygote workers are forked from, and the retired ones whose workers still live.
+///
+/// Why more than one: every process forked from a zygote shares its anonymous pages, and the
+/// kernel's reverse map for those pages lists every such process. A walk of it (page
+/// reclaim, DAMON's access checks) holds a lock that each new fork must also take, for as
+/// long as it takes to visit every worker: with thousands of live sessions, forks queue
+/// behind it. A fresh zygote starts a fresh reverse map, so the walk a fork can wait for is
+/// at most `--zygote-forks` long.
+#[derive(Default)]
+struct Zygotes {
+    current: Option<Arc<ZygoteClient>>,
+    /// What the zygotes are started for (the successor is started for the same app).
+    app: Option<protocol::ipc::PrepareVm>,
+    /// The current zygote's forks at which a successor is started.
+    due: u64,
+    /// A successor is being started.
+    succeeding: bool,
+    retired: Vec<Arc<ZygoteClient>>,
+    /// Shutdown has begun: no successor is installed.
+    stopped: bool,
 }
 
 impl Spawner {
     /// Starts the spawning thread. `socket` is the broker's private worker socket.
-    pub fn start(socket: PathBuf, reaper: Reaper) -> io::Result<Spawner> {
+    pub fn start(socket: PathBuf, reaper: Reaper, forks_per_zygote: u64) -> io::Result<Spawner> {
         let exe = std::env::current_exe()?;
         let parent = std::process::id().to_string();
         let (requests, inbox) = mpsc::channel::<Request>();
@@ -112,50 +138,114 @@ impl Spawner {
         Ok(Spawner {
             requests,
             reaper,
-            zygote: Mutex::new(None),
+            zygotes: Arc::default(),
+            forks_per_zygote,
         })
     }
 
     /// Starts the zygote for workers that will serve `app`; from then on workers are forked
-    /// from it.
+    /// from it (and from its successors).
     pub async fn start_zygote(&self, app: protocol::ipc::PrepareVm) -> io::Result<()> {
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Request::StartZygote { app, reply })
-            .map_err(|_| io::Error::other("spawner thread is gone"))?;
-        let mut started = answer
-            .await
-            .map_err(|_| io::Error::other("spawner thread is gone"))??;
-        let process = self.reaper.adopt(started.id() as i32);
-        let (Some(stdin), Some(stdout)) = (started.stdin.take(), started.stdout.take()) else {
-            process.kill();
-            return Err(io::Error::other("the zygote has no pipes"));
-        };
-        let zygote = ZygoteClient::start(
-            process,
-            OwnedFd::from(stdin),
-            OwnedFd::from(stdout),
-            self.reaper.clone(),
-        )?;
+        let zygote = launch_zygote(&self.requests, &self.reaper, app.clone()).await?;
         tracing::info!(
             pid = zygote.pid(),
             "zygote started: workers are forked from it"
         );
-        *self.zygote.lock() = Some(zygote);
+        let mut zygotes = self.zygotes.lock();
+        zygotes.current = Some(zygote);
+        zygotes.app = Some(app);
+        zygotes.due = self.forks_per_zygote;
         Ok(())
     }
 
     /// Whether workers are forked from a live zygote.
     pub fn zygote_up(&self) -> bool {
-        self.zygote.lock().as_ref().is_some_and(|z| z.is_open())
+        let zygotes = self.zygotes.lock();
+        zygotes.current.as_ref().is_some_and(|z| z.is_open())
     }
 
-    /// Shutdown: stops the zygote (its workers are gone by then), waiting up to `grace`.
+    /// Zygote processes alive: the current one and the retired ones with workers left.
+    pub fn zygotes_alive(&self) -> usize {
+        let zygotes = self.zygotes.lock();
+        let current = zygotes.current.iter().filter(|z| !z.has_exited()).count();
+        current + zygotes.retired.iter().filter(|z| !z.has_exited()).count()
+    }
+
+    /// Shutdown: stops every zygote (their workers are gone by then), waiting up to `grace`.
     pub async fn stop_zygote(&self, grace: Duration) {
-        let zygote = self.zygote.lock().take();
-        if let Some(zygote) = zygote {
-            zygote.stop(grace).await;
-        }
+        let all: Vec<Arc<ZygoteClient>> = {
+            let mut zygotes = self.zygotes.lock();
+            zygotes.stopped = true;
+            let retired = std::mem::take(&mut zygotes.retired);
+            zygotes.current.take().into_iter().chain(retired).collect()
+        };
+        futures_util::future::join_all(all.iter().map(|z| z.stop(grace))).await;
+    }
+
+    /// After a fork from `zygote`: starts its successor in the background once it has
+    /// forked its share, and makes it current when it is ready.
+    fn succeed_if_due(&self, zygote: &Arc<ZygoteClient>) {
+        let app = {
+            let mut zygotes = self.zygotes.lock();
+            let current = zygotes
+                .current
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, zygote));
+            if self.forks_per_zygote == 0
+                || !current
+                || zygotes.succeeding
+                || zygotes.stopped
+                || zygote.forks() < zygotes.due
+            {
+                return;
+            }
+            zygotes.succeeding = true;
+            zygotes.app.clone()
+        };
+        let Some(app) = app else { return };
+        let (requests, reaper, zygotes) = (
+            self.requests.clone(),
+            self.reaper.clone(),
+            self.zygotes.clone(),
+        );
+        let forks_per_zygote = self.forks_per_zygote;
+        tokio::spawn(async move {
+            let started = launch_zygote(&requests, &reaper, app).await;
+            let late = {
+                let mut zygotes = zygotes.lock();
+                zygotes.succeeding = false;
+                match started {
+                    Ok(next) if !zygotes.stopped => {
+                        let pid = next.pid();
+                        zygotes.due = forks_per_zygote;
+                        if let Some(old) = zygotes.current.replace(next) {
+                            tracing::info!(
+                                pid,
+                                retired = old.pid(),
+                                forked = old.forks(),
+                                "a fresh zygote forks the workers from now on"
+                            );
+                            old.retire();
+                            zygotes.retired.push(old);
+                        }
+                        zygotes.retired.retain(|z| !z.has_exited());
+                        None
+                    }
+                    Ok(next) => Some(next), // shut down meanwhile
+                    Err(e) => {
+                        // Try again after another share, not on every fork.
+                        zygotes.due += forks_per_zygote;
+                        tracing::warn!(
+                            "cannot start a fresh zygote, forking from the current one: {e}"
+                        );
+                        None
+                    }
+                }
+            };
+            if let Some(next) = late {
+                next.stop(Duration::from_secs(1)).await;
+            }
+        });
     }
 
     /// Starts one worker that will present `token`; an error, never a hang, if it cannot.
@@ -166,11 +256,18 @@ impl Spawner {
     }
 
     async fn spawn_now(&self, token: Token) -> Result<Child, SpawnError> {
-        let zygote = self.zygote.lock().clone();
-        if let Some(zygote) = zygote.filter(|z| z.is_open()) {
+        // Twice at most: the zygote asked may have been retired and closed in between.
+        for _ in 0..2 {
+            let zygote = self.zygotes.lock().current.clone();
+            let Some(zygote) = zygote.filter(|z| z.is_open()) else {
+                break;
+            };
             match zygote.fork(token).await {
-                Ok(child) => return Ok(child),
-                Err(ForkError::Gone) => {} // exec instead
+                Ok(child) => {
+                    self.succeed_if_due(&zygote);
+                    return Ok(child);
+                }
+                Err(ForkError::Gone) => {} // a successor, else exec
                 Err(refused) => return Err(SpawnError::Refused(refused)),
             }
         }
@@ -181,4 +278,30 @@ impl Spawner {
             .map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?.map_err(SpawnError::Exec)
     }
+}
+
+/// Execs a zygote for workers that will serve `app`, on the spawning thread.
+async fn launch_zygote(
+    requests: &mpsc::Sender<Request>,
+    reaper: &Reaper,
+    app: protocol::ipc::PrepareVm,
+) -> io::Result<Arc<ZygoteClient>> {
+    let (reply, answer) = oneshot::channel();
+    requests
+        .send(Request::StartZygote { app, reply })
+        .map_err(|_| io::Error::other("spawner thread is gone"))?;
+    let mut started = answer
+        .await
+        .map_err(|_| io::Error::other("spawner thread is gone"))??;
+    let process = reaper.adopt(started.id() as i32);
+    let (Some(stdin), Some(stdout)) = (started.stdin.take(), started.stdout.take()) else {
+        process.kill();
+        return Err(io::Error::other("the zygote has no pipes"));
+    };
+    ZygoteClient::start(
+        process,
+        OwnedFd::from(stdin),
+        OwnedFd::from(stdout),
+        reaper.clone(),
+    )
 }

@@ -46,6 +46,20 @@ struct State {
     waiting: HashMap<RequestId, ForkReply>,
     /// Forked workers the zygote has not reported as ended.
     children: HashMap<i32, ExitSender>,
+    /// Workers forked so far.
+    forks: u64,
+    /// A successor forks new workers: this one closes once its last worker has ended.
+    retired: bool,
+}
+
+impl State {
+    /// Closes the zygote's stdin (it exits) if it is retired and nothing of it is left.
+    fn close_if_done(&mut self) {
+        if self.retired && self.children.is_empty() && self.waiting.is_empty() {
+            self.closed_by_us = true;
+            self.requests = None;
+        }
+    }
 }
 
 pub struct ZygoteClient {
@@ -152,6 +166,7 @@ impl ZygoteClient {
                 let waiter = {
                     let mut state = self.state.lock();
                     state.children.insert(pid, exit);
+                    state.forks += 1;
                     state.waiting.remove(&request)
                 };
                 let unwanted = match waiter {
@@ -165,14 +180,18 @@ impl ZygoteClient {
             }
             ZygoteToBroker::Refused { request, reason } => {
                 tracing::warn!(request, "the zygote refused a fork: {reason}");
-                if let Some(waiter) = self.state.lock().waiting.remove(&request) {
+                let mut state = self.state.lock();
+                if let Some(waiter) = state.waiting.remove(&request) {
                     let _ = waiter.send(Err(ForkError::Refused(reason)));
                 }
+                state.close_if_done();
             }
             ZygoteToBroker::Exited { pid, status } => {
-                if let Some(exit) = self.state.lock().children.remove(&pid) {
+                let mut state = self.state.lock();
+                if let Some(exit) = state.children.remove(&pid) {
                     exit.send_replace(Some(status.into()));
                 }
+                state.close_if_done();
             }
         }
     }
@@ -187,7 +206,12 @@ impl ZygoteClient {
         };
         drop(waiting); // each waiter reads Gone
         if closed_by_us {
-            tracing::info!("zygote stopped");
+            tracing::info!(pid = self.pid(), "zygote stopped");
+        } else if self.is_retired() {
+            tracing::error!(
+                pid = self.pid(),
+                "a retired zygote is gone; its workers go with it"
+            );
         } else {
             tracing::error!("the zygote is gone; workers are exec'd from now on");
         }
@@ -201,6 +225,28 @@ impl ZygoteClient {
     /// Whether new forks can still be asked for.
     pub fn is_open(&self) -> bool {
         self.state.lock().requests.is_some()
+    }
+
+    /// Workers forked from it so far.
+    pub fn forks(&self) -> u64 {
+        self.state.lock().forks
+    }
+
+    /// Its successor forks from now on: it keeps reaping (and signalling) its own workers,
+    /// and closes once the last of them has ended.
+    pub fn retire(&self) {
+        let mut state = self.state.lock();
+        state.retired = true;
+        state.close_if_done();
+    }
+
+    fn is_retired(&self) -> bool {
+        self.state.lock().retired
+    }
+
+    /// Whether its process has ended (and been reaped).
+    pub fn has_exited(&self) -> bool {
+        self.process.exit().is_some()
     }
 
     /// Closes the zygote's stdin, so it exits; waits (up to `grace`) for it, then kills it.

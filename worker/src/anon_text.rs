@@ -1,5 +1,5 @@
-//! The zygote's copy of the executable's read-only segments in anonymous memory, so forked
-//! workers start with them mapped (ARCHITECTURE.md, "Processes").
+//! The zygote's copy of the read-only segments of the executable and its shared libraries in
+//! anonymous memory, so forked workers start with them mapped (ARCHITECTURE.md, "Processes").
 //!
 //! `fork` copies a process's page tables only where a mapping has anonymous pages; the
 //! executable's code and read-only data are file mappings, so every forked worker used to fault
@@ -7,6 +7,11 @@
 //! creation CPU. Once the zygote holds those segments as anonymous memory (transparent huge
 //! pages where 2 MiB fit) the fork copies their entries, a few for each 2 MiB, and the worker
 //! takes no fault on them.
+//!
+//! The shared libraries (libc, ld.so, libm, libgcc_s) are copied for another reason: a file
+//! page's reverse map lists every process on the machine that maps it, and a walk of it (page
+//! reclaim, DAMON's access checks) visits all of them, holding a lock each fork needs. An
+//! anonymous copy belongs to one zygote and its workers only, at most `--zygote-forks` of them.
 //!
 //! Each segment is copied into a fresh anonymous mapping, given the segment's protection and
 //! moved over the original with `mremap`, which replaces it in one step. The bytes at every
@@ -35,8 +40,18 @@ struct Segment {
     executable: bool,
 }
 
-/// The executable's read-only mappings (code, and constant data) in `maps`, the text of
-/// `/proc/self/maps`; `exe` is the executable's path as the kernel names it.
+/// Whether `path` names a shared library (`libc.so.6`, `ld-linux-x86-64.so.2`).
+fn is_shared_library(path: &str) -> bool {
+    path.starts_with('/')
+        && path
+            .rsplit('/')
+            .next()
+            .is_some_and(|name| name.ends_with(".so") || name.contains(".so."))
+}
+
+/// The read-only mappings (code, and constant data) of the executable and of the shared
+/// libraries in `maps`, the text of `/proc/self/maps`; `exe` is the executable's path as the
+/// kernel names it.
 fn segments(maps: &str, exe: &str) -> Vec<Segment> {
     maps.lines()
         .filter_map(|line| {
@@ -45,7 +60,8 @@ fn segments(maps: &str, exe: &str) -> Vec<Segment> {
             let range = fields.next()?;
             let perms = fields.next()?;
             let path = fields.nth(3)?.trim_start();
-            if path != exe || !perms.starts_with("r-") || !perms.ends_with('p') {
+            let ours = path == exe || is_shared_library(path);
+            if !ours || !perms.starts_with("r-") || !perms.ends_with('p') {
                 return None;
             }
             let (start, end) = range.split_once('-')?;
@@ -154,7 +170,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_executables_read_only_segments_are_found_and_nothing_else() {
+    fn the_read_only_segments_of_the_executable_and_libraries_are_found_and_nothing_else() {
         let maps = "\
 55d0c0000000-55d0c024e000 r--p 00000000 fd:01 123 /usr/bin/luabroker
 55d0c024e000-55d0c087c000 r-xp 0024d000 fd:01 123 /usr/bin/luabroker
@@ -164,6 +180,7 @@ mod tests {
 7f0000000000-7f0000028000 r--p 00000000 fd:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6
 7f0000028000-7f00001bd000 r-xp 00028000 fd:01 456 /usr/lib/x86_64-linux-gnu/libc.so.6
 7f0000300000-7f0000301000 r--s 00000000 fd:01 123 /usr/bin/luabroker
+7f0000310000-7f0000311000 r--p 00000000 fd:01 321 /usr/lib/locale/locale-archive
 7f0000400000-7f0000401000 r-xp 00000000 fd:01 789                        /opt/my apps/luabroker
 ";
         let found = segments(maps, "/usr/bin/luabroker");
@@ -185,13 +202,25 @@ mod tests {
                     end: 0x55d0c08c1000,
                     executable: false
                 },
+                Segment {
+                    start: 0x7f0000000000,
+                    end: 0x7f0000028000,
+                    executable: false
+                },
+                Segment {
+                    start: 0x7f0000028000,
+                    end: 0x7f00001bd000,
+                    executable: true
+                },
             ]
         );
-        let spaced = vec![Segment {
+        let spaced = Segment {
             start: 0x7f0000400000,
             end: 0x7f0000401000,
             executable: true,
-        }];
-        assert_eq!(segments(maps, "/opt/my apps/luabroker"), spaced);
+        };
+        let found = segments(maps, "/opt/my apps/luabroker");
+        assert_eq!(found.len(), 3, "{found:?}"); // libc's two, and the spaced executable's
+        assert_eq!(found[2], spaced);
     }
 }
