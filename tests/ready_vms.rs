@@ -24,11 +24,12 @@ function App:leak() leaked = "by session " .. session._sessionID end
 
 runs = (runs or 0) + 1
 ui.log("main.lua ran, run " .. runs)
--- The order `pairs` visits string keys follows the VM's string-hash seed.
+-- The order `pairs` visits string keys follows the VM's string-hash seed. Long keys, so
+-- that every bit of the seed counts (worker/tests/hash_seed.rs says why).
 local t = {}
-for i = 1, 64 do t["key" .. i] = i end
+for i = 1, 64 do t["a much longer key, number " .. i] = i end
 local order = {}
-for k in pairs(t) do order[#order + 1] = k end
+for _, v in pairs(t) do order[#order + 1] = v end
 session:createAppVariable(setmetatable({
   runs = runs,
   sawLeak = leaked ~= nil,
