@@ -484,6 +484,56 @@ async fn a_zygote_past_its_forks_gives_way_and_exits_after_its_last_worker() {
     .await;
 }
 
+/// `--worker-nice` lowers the CPU priority of every worker, forked from the zygote or exec'd,
+/// and of the zygote, so the broker's own threads come first; the broker keeps its own
+/// priority, and 0 (the default) leaves every process at it.
+#[tokio::test]
+async fn workers_run_at_the_nice_value_given_and_the_broker_at_its_own() {
+    let own = nice(std::process::id() as i32).unwrap();
+    for (args, zygote) in [
+        (&["--worker-nice", "12"][..], true),
+        (&["--worker-nice", "12", "--no-zygote"][..], false),
+    ] {
+        let mut all = vec!["--spare-workers", "1"];
+        all.extend_from_slice(args);
+        let broker = Broker::with_app(&[("main.lua", COUNTER_APP)], &all);
+        let (id, worker) = create_with_worker(&broker).await;
+        answers(&broker, &id).await;
+        assert_eq!(nice(worker), Some(12), "{args:?}: a session's worker");
+        wait_until("a spare to be ready", || {
+            broker
+                .children()
+                .iter()
+                .any(|p| comm(*p).as_deref() == Some("lb-spare"))
+        })
+        .await;
+        let children = broker.children();
+        for p in &children {
+            assert_eq!(nice(*p), Some(12), "{args:?}: {:?} ({p})", comm(*p));
+        }
+        assert_eq!(
+            children
+                .iter()
+                .any(|p| comm(*p).as_deref() == Some("lb-zygote")),
+            zygote,
+            "{args:?}"
+        );
+        assert_eq!(
+            nice(broker.pid),
+            Some(own),
+            "{args:?}: the broker keeps its priority"
+        );
+    }
+    let broker = Broker::with_app(&[("main.lua", COUNTER_APP)], &[]);
+    let (id, worker) = create_with_worker(&broker).await;
+    answers(&broker, &id).await;
+    assert_eq!(
+        nice(worker),
+        Some(own),
+        "by default workers run at the broker's priority"
+    );
+}
+
 /// The zygote itself, driven over its pipes as the broker drives it: a refused request is
 /// answered as refused, and the next request still gets its own, real, child.
 #[test]

@@ -97,6 +97,16 @@ pub struct Config {
     #[arg(long, env = "LUABROKER_ZYGOTE_FORKS", default_value_t = 1000)]
     pub zygote_forks: u64,
 
+    /// The nice value every worker and zygote runs at, below the broker's priority: with the
+    /// cores busy, the broker's own work (answering `GET /`, relaying tabs) goes first, and so
+    /// do the machine's other services. Sessions stay equal among themselves. Measured at 10:
+    /// `GET /` back to back p50 30–50 % lower, p99 about 20 % higher, creations 2–6 % fewer
+    /// (BENCHMARKS.md, tenth round). 0 = the broker's own priority; at most 19 (lowering a
+    /// priority needs no privilege).
+    #[arg(long, env = "LUABROKER_WORKER_NICE", default_value_t = 0,
+          value_parser = clap::value_parser!(u8).range(0..=19))]
+    pub worker_nice: u8,
+
     /// The fewest spare workers kept ready (started ahead of demand, each with its Lua VM
     /// built), so `GET /` only runs main.lua; the pool grows with the creation rate up to
     /// --max-spare-workers. 0 = no pool: every worker is started on demand.

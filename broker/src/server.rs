@@ -146,7 +146,12 @@ impl Server {
         ids: Arc<IdVendor>,
     ) -> std::io::Result<(Server, WorkerEvents)> {
         let socket = WorkerSocket::bind()?;
-        let spawner = Spawner::start(socket.path().to_path_buf(), reaper, config.zygote_forks)?;
+        let spawner = Spawner::start(
+            socket.path().to_path_buf(),
+            reaper,
+            config.zygote_forks,
+            config.worker_nice,
+        )?;
         let (events, ended) = mpsc::unbounded_channel();
         // `--spare-workers 0`: no pool at all, every worker is started on demand.
         let max_spares = match config.spare_workers {

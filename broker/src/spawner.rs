@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use protocol::launch::{
-    token_to_hex, Token, ENV_PARENT, ENV_SOCKET, ENV_TOKEN, ENV_ZYGOTE_APP_DIR,
+    token_to_hex, Token, ENV_NICE, ENV_PARENT, ENV_SOCKET, ENV_TOKEN, ENV_ZYGOTE_APP_DIR,
     ENV_ZYGOTE_CONFINE_DIR, ENV_ZYGOTE_SECCOMP, WORKER_ARG, ZYGOTE_ARG,
 };
 use tokio::sync::oneshot;
@@ -91,7 +91,13 @@ struct Zygotes {
 
 impl Spawner {
     /// Starts the spawning thread. `socket` is the broker's private worker socket.
-    pub fn start(socket: PathBuf, reaper: Reaper, forks_per_zygote: u64) -> io::Result<Spawner> {
+    /// `nice` is the CPU priority every worker and zygote takes (`--worker-nice`, 0: ours).
+    pub fn start(
+        socket: PathBuf,
+        reaper: Reaper,
+        forks_per_zygote: u64,
+        nice: u8,
+    ) -> io::Result<Spawner> {
         let exe = std::env::current_exe()?;
         let parent = std::process::id().to_string();
         let (requests, inbox) = mpsc::channel::<Request>();
@@ -104,6 +110,11 @@ impl Spawner {
                     cmd.env(ENV_SOCKET, &socket)
                         .env(ENV_PARENT, &parent)
                         .stderr(Stdio::inherit());
+                    if nice > 0 {
+                        cmd.env(ENV_NICE, nice.to_string());
+                    } else {
+                        cmd.env_remove(ENV_NICE);
+                    }
                     match req {
                         Request::Exec { token, reply } => {
                             let spawned = cmd

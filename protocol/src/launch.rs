@@ -58,6 +58,11 @@ pub const ENV_ZYGOTE_CONFINE_DIR: &str = "LUABROKER_ZYGOTE_CONFINE_DIR";
 /// (`worker/src/anon_text.rs`), so profilers can name the zygote's and workers' functions.
 pub const ENV_FILE_TEXT: &str = "LUABROKER_FILE_TEXT";
 
+/// The nice value (1–19) the zygote and exec'd workers take at start-up, so every worker runs
+/// at a lower CPU priority than the broker (`--worker-nice`; forked workers inherit the
+/// zygote's). Unset: the broker's own priority.
+pub const ENV_NICE: &str = "LUABROKER_WORKER_NICE_VALUE";
+
 /// A one-time token: what a worker presents in its [`crate::ipc::Hello`].
 pub type Token = [u8; TOKEN_LEN];
 

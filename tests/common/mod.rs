@@ -373,6 +373,16 @@ fn stat(pid: i32) -> Option<(char, i32)> {
     Some((state, ppid))
 }
 
+/// A process's nice value (field 19 of /proc/<pid>/stat).
+pub fn nice(pid: i32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(16)?
+        .parse()
+        .ok()
+}
+
 pub fn comm(pid: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()

@@ -6,12 +6,36 @@
 use std::time::Duration;
 
 use nix::sys::resource::{getrlimit, getrusage, setrlimit, Resource, UsageWho};
+use protocol::launch::ENV_NICE;
 
 /// Address space beyond the Lua ceiling for the executable, the runtime and the stack.
 const ADDRESS_SPACE_HEADROOM: u64 = 256 * 1024 * 1024;
 
 /// `oom_score_adj` for workers: the kernel's OOM killer picks a worker before the broker.
 const OOM_SCORE_ADJ: &str = "800";
+
+/// Lowers this process's CPU priority to the nice value the broker passed in [`ENV_NICE`]
+/// (the zygote and exec'd workers call it first thing; forked workers inherit it). Workers then
+/// yield the CPU to the broker, which serves every session's tabs and every `GET /`: a busy
+/// worker, or a spare being prepared, no longer delays the broker's answers to everyone else.
+pub fn lower_priority() {
+    let Some(nice) = std::env::var(ENV_NICE).ok() else {
+        return;
+    };
+    match nice.parse::<i32>() {
+        Ok(n @ 1..=19) => {
+            // Only ever a higher nice value: an unprivileged process may always lower its
+            // own priority.
+            // SAFETY: setpriority takes plain integers and touches no memory of ours; who = 0
+            // is this process. (nix has no wrapper for it.)
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
+                let e = std::io::Error::last_os_error();
+                tracing::warn!("cannot lower the CPU priority to nice {n}: {e}");
+            }
+        }
+        _ => tracing::warn!("{ENV_NICE}={nice:?} is not a nice value from 1 to 19; ignored"),
+    }
+}
 
 /// Applies the per-process limits once the session's Lua memory limit is known.
 /// RLIMIT_AS counts every mapping, which is right for this single-threaded process.

@@ -37,6 +37,7 @@ pub mod exit {
 /// Entry point of worker mode. Never returns to the broker's code: the caller exits with it.
 pub fn run() -> ExitCode {
     crate::logging::init();
+    crate::os_limits::lower_priority();
     crate::confine::inherited::close_all_but(&crate::confine::namespaces::inherited_fds());
     let (socket, token, parent) = match read_env() {
         Ok(v) => v,

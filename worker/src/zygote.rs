@@ -50,6 +50,7 @@ pub fn run() -> ExitCode {
         return ExitCode::from(2);
     }
     let _ = nix::sys::prctl::set_name(c"lb-zygote");
+    crate::os_limits::lower_priority();
     crate::confine::inherited::close_all_but(&crate::confine::namespaces::inherited_fds());
     // Before anything could start a thread or change the mappings (see `anon_text`).
     match crate::anon_text::move_to_anonymous_memory() {

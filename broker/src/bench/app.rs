@@ -1,6 +1,7 @@
 //! The Lua app the bench measures against: a counter with an action (the round-trip and relay
 //! scenarios) and a list that can be grown to any size with one field `v` per item (the
-//! change-detection scenario watches `f.N.v` for every item). `main.lua` itself is as small as
+//! change-detection scenario watches `f.N.v` for every item), and a click that burns 5 ms of
+//! CPU (the busy scenario). `main.lua` itself is as small as
 //! the default app's, so creating a session costs what it costs for a small app.
 
 use std::path::Path;
@@ -30,7 +31,16 @@ function App:bump()
   self.next = self.next + 1
 end
 
-session:createAppVariable(setmetatable({ count = 0, bench = "luabroker-bench", f = {}, next = 0 }, App))
+-- A busy session's click: 5 ms of the worker's own CPU time (os.clock), however long the
+-- machine takes to give it that much.
+function App:spin()
+  local done = os.clock() + 0.005
+  while os.clock() < done do end
+  self.spins = self.spins + 1
+end
+
+session:createAppVariable(setmetatable(
+  { count = 0, bench = "luabroker-bench", f = {}, next = 0, spins = 0 }, App))
 "#;
 
 /// Writes the app into `dir` (created if missing).

@@ -9,6 +9,7 @@
 //! Nothing here asserts a speed: the bench fails only when the server answers wrongly.
 
 mod app;
+mod busy;
 mod http_client;
 mod report;
 mod scenarios;
@@ -39,6 +40,9 @@ pub enum Scenario {
     Changes,
     /// `--live` sessions with a tab each, and the figures while they are live.
     Live,
+    /// `--busy` sessions keeping their workers' CPU busy, and health, `GET /` and a quiet
+    /// session's round trip meanwhile.
+    Busy,
 }
 
 #[derive(Debug, Parser)]
@@ -65,7 +69,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "create,rate,action,relay,changes,live"
+        default_value = "create,rate,action,relay,changes,live,busy"
     )]
     pub scenarios: Vec<Scenario>,
     /// Sequential `GET /` measured by `create` (and again with the sessions of `live` open).
@@ -98,6 +102,9 @@ pub struct BenchArgs {
     /// Clicks in `changes` (1,000: the worker's record of recent passes then holds clicks only).
     #[arg(long, default_value_t = 1_000)]
     pub change_iterations: usize,
+    /// Sessions of `busy` clicking a 5 ms CPU-bound action without pause.
+    #[arg(long, default_value_t = 8)]
+    pub busy: usize,
     /// Flags for each spawned server, after `--` (e.g. `-- --spare-workers 8`).
     #[arg(last = true)]
     pub server_args: Vec<String>,
@@ -290,6 +297,12 @@ async fn run_one(
             pb.finish_and_clear();
         }
         Scenario::Live => live(args, server, addr, rows).await?,
+        Scenario::Busy => {
+            let pb = progress(&format!("{} sessions busy", args.busy));
+            let (requests, clicks) = (args.requests.min(1_000), args.iterations.min(2_000));
+            rows.extend(busy::busy(addr, args.busy, requests, clicks, &pb).await?);
+            pb.finish_and_clear();
+        }
     }
     Ok(())
 }

@@ -271,7 +271,7 @@ pub fn idle_pss(broker_pid: i32, sample: usize) -> Option<Row> {
 
 /// A new session of the bench app with one tab open on it: its id and the tab. Fails clearly
 /// when the server serves another app.
-async fn bench_session(addr: &str) -> Result<(String, Tab), String> {
+pub(super) async fn bench_session(addr: &str) -> Result<(String, Tab), String> {
     let mut client = HttpClient::new(addr);
     let (id, _) = client.create().await.map_err(|e| match e {
         Created::Refused => "GET / answered 503".to_string(),
@@ -294,7 +294,7 @@ async fn bench_session(addr: &str) -> Result<(String, Tab), String> {
     Ok((id, tab))
 }
 
-fn click(var_id: i64) -> String {
+pub(super) fn click(var_id: i64) -> String {
     json!({"userEvent": true, "messages": [msg("update", json!({"varId": var_id, "value": null}))]})
         .to_string()
 }
