@@ -10,31 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
-use serde_json::json;
 use tokio::task::JoinSet;
 
 use super::report::Row;
-use super::scenarios::{self, bench_session, click};
-use super::ws_client::{is_value_of, msg, Tab};
-
-/// A busy session's tab: it watches `spins` (variable 3) and clicks `spin()` (variable 4).
-async fn busy_tab(addr: &str) -> Result<Tab, String> {
-    let (_, mut tab) = bench_session(addr).await?;
-    tab.send(json!([
-        msg(
-            "create",
-            json!({"id": 3, "parentId": 1, "properties": {"path": "spins"}})
-        ),
-        msg(
-            "create",
-            json!({"id": 4, "parentId": 1, "nowatch": true,
-            "properties": {"path": "spin()", "access": "action"}})
-        ),
-    ]))
-    .await?;
-    tab.recv_until(|m| is_value_of(m, 3)).await?;
-    Ok(tab)
-}
+use super::scenarios::{self, click, tab_with_action};
+use super::ws_client::{is_value_of, Tab};
 
 /// Clicks `spin()` until `stop`, counting the answered clicks.
 async fn keep_busy(
@@ -62,7 +42,8 @@ pub async fn busy(
 ) -> Result<Vec<Row>, String> {
     let mut tabs = Vec::with_capacity(sessions);
     for _ in 0..sessions {
-        tabs.push(busy_tab(addr).await?);
+        // It watches `spins` (variable 3) and clicks `spin()` (variable 4).
+        tabs.push(tab_with_action(addr, "spins", "spin()").await?);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let spins = Arc::new(AtomicU64::new(0));

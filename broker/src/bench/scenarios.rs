@@ -271,7 +271,7 @@ pub fn idle_pss(broker_pid: i32, sample: usize) -> Option<Row> {
 
 /// A new session of the bench app with one tab open on it: its id and the tab. Fails clearly
 /// when the server serves another app.
-pub(super) async fn bench_session(addr: &str) -> Result<(String, Tab), String> {
+async fn bench_session(addr: &str) -> Result<(String, Tab), String> {
     let mut client = HttpClient::new(addr);
     let (id, _) = client.create().await.map_err(|e| match e {
         Created::Refused => "GET / answered 503".to_string(),
@@ -299,22 +299,33 @@ pub(super) fn click(var_id: i64) -> String {
         .to_string()
 }
 
-/// The action round trip: click → Lua method → change detection → the update back.
-pub async fn action(addr: &str, iterations: usize, pb: &ProgressBar) -> Result<Row, String> {
+/// A new bench session's tab watching `watched` (variable 3) with the action `method`
+/// (variable 4, a click: [`click`]`(4)`), once the watched value has arrived.
+pub(super) async fn tab_with_action(
+    addr: &str,
+    watched: &str,
+    method: &str,
+) -> Result<Tab, String> {
     let (_, mut tab) = bench_session(addr).await?;
     tab.send(json!([
         msg(
             "create",
-            json!({"id": 3, "parentId": 1, "properties": {"path": "count"}})
+            json!({"id": 3, "parentId": 1, "properties": {"path": watched}})
         ),
         msg(
             "create",
             json!({"id": 4, "parentId": 1, "nowatch": true,
-            "properties": {"path": "increment()", "access": "action"}})
+            "properties": {"path": method, "access": "action"}})
         ),
     ]))
     .await?;
     tab.recv_until(|m| is_value_of(m, 3)).await?;
+    Ok(tab)
+}
+
+/// The action round trip: click → Lua method → change detection → the update back.
+pub async fn action(addr: &str, iterations: usize, pb: &ProgressBar) -> Result<Row, String> {
+    let mut tab = tab_with_action(addr, "count", "increment()").await?;
     let click = click(4);
     pb.set_length(iterations as u64);
     let mut h = Latencies::default();
