@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs the Debian packages the tests need
-# when they are missing (Chromium and ChromeDriver for the browser test, HAProxy for the
-# multi-node tests), then runs `cargo test --workspace --release`. Extra arguments go to
-# cargo test, e.g. `./test.sh --test operations`. `.ci/run` calls this.
+# when they are missing (Chromium and ChromeDriver for the browser test, HAProxy and nginx for
+# the multi-node tests, which start their own instances on free ports), then runs
+# `cargo test --workspace --release`. Extra arguments go to cargo test, e.g.
+# `./test.sh --test operations`. `.ci/run` calls this.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -11,6 +12,7 @@ need=()
 have chromium || need+=(chromium)
 have chromedriver || need+=(chromium-driver)
 have haproxy || need+=(haproxy)
+have nginx || need+=(nginx)
 if ((${#need[@]})); then
   echo "test.sh: installing ${need[*]} (apt-get)" >&2
   sudo=()

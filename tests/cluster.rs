@@ -1,10 +1,10 @@
-//! Two nodes behind HAProxy, the way `deploy/haproxy.cfg` ships: HAProxy (Debian's; `./test.sh`
-//! installs it when missing) in front of two luabroker processes on loopback, with the shipped
-//! config's addresses replaced by this test's ports. Sessions are created through the proxy;
-//! each session's page and WebSocket land on the node that owns it and work end to end; the
-//! client address reaches the nodes; then one node is killed: its sessions get the "session
-//! not found / expired" page, the other node's sessions keep working, and `GET /` goes to the
-//! survivor.
+//! Two nodes behind a load balancer, the way `deploy/haproxy.cfg` and `deploy/nginx.conf` ship:
+//! HAProxy or nginx (Debian's; `./test.sh` installs them when missing) in front of two
+//! luabroker processes on loopback, with the shipped config's addresses replaced by this test's
+//! ports. Sessions are created through the proxy; each session's page and WebSocket land on
+//! the node that owns it and work end to end; the client address reaches the nodes; then one
+//! node is killed: its sessions get the "session not found / expired" page, the other node's
+//! sessions keep working, and `GET /` goes to the survivor.
 
 mod common;
 
@@ -19,75 +19,117 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-const SHIPPED: &str = include_str!("../deploy/haproxy.cfg");
+const HAPROXY_CFG: &str = include_str!("../deploy/haproxy.cfg");
+const NGINX_CONF: &str = include_str!("../deploy/nginx.conf");
 
-/// HAProxy in the foreground, killed and reaped on drop.
-struct Haproxy {
+/// The load balancer in the foreground, killed and reaped on drop.
+struct Proxy {
     child: Child,
     port: u16,
     log: Arc<Mutex<String>>,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Haproxy {
+impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn haproxy_binary() -> String {
-    for candidate in ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"] {
-        if std::path::Path::new(candidate).exists() {
-            return candidate.into();
+/// A Debian package's binary in /usr/sbin (not on every user's PATH), else from PATH.
+fn sbin(name: &str) -> String {
+    for dir in ["/usr/sbin", "/usr/local/sbin"] {
+        let candidate = format!("{dir}/{name}");
+        if std::path::Path::new(&candidate).exists() {
+            return candidate;
         }
     }
-    "haproxy".into() // from PATH; ./test.sh installs it
+    name.into() // ./test.sh installs it
 }
 
-/// The shipped config with its example addresses replaced by ours.
-fn config_for(port: u16, node_01: &str, node_02: &str) -> String {
-    for needle in ["bind :80", "127.0.0.1:8081", "127.0.0.1:8082"] {
+/// A shipped config with its example addresses replaced by ours.
+fn config_for(shipped: &str, file: &str, listen: (&str, String), nodes: [&str; 2]) -> String {
+    for needle in [listen.0, "127.0.0.1:8081", "127.0.0.1:8082"] {
         assert!(
-            SHIPPED.contains(needle),
-            "deploy/haproxy.cfg no longer has {needle:?}; update this test with it"
+            shipped.contains(needle),
+            "{file} no longer has {needle:?}; update this test with it"
         );
     }
-    SHIPPED
-        .replace("bind :80", &format!("bind 127.0.0.1:{port}"))
-        .replace("127.0.0.1:8081", node_01)
-        .replace("127.0.0.1:8082", node_02)
+    shipped
+        .replace(listen.0, &listen.1)
+        .replace("127.0.0.1:8081", nodes[0])
+        .replace("127.0.0.1:8082", nodes[1])
 }
 
-impl Haproxy {
-    fn start(node_01: &Broker, node_02: &Broker) -> Haproxy {
-        // A free port for HAProxy to bind (released just before it starts).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("haproxy.cfg");
-        std::fs::write(&cfg, config_for(port, &node_01.addr, &node_02.addr)).unwrap();
-        let mut child = Command::new(haproxy_binary())
-            .arg("-db") // foreground, logs to stderr
-            .arg("-f")
-            .arg(&cfg)
+/// A free port for the proxy to bind (released just before it starts).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// nginx's own `nginx.conf` around the shipped file (which belongs in the `http` block): in the
+/// foreground, everything written inside `dir`, errors on stderr, and no response buffered to
+/// a file (as root nginx's workers run as `nobody`, who cannot write in `dir`).
+fn nginx_main_conf(dir: &std::path::Path) -> String {
+    let d = dir.display();
+    format!(
+        "pid {d}/nginx.pid;\nerror_log stderr;\nevents {{ }}\nhttp {{\n  access_log off;\n  \
+         proxy_max_temp_file_size 0;\n  \
+         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
+         scgi_temp_path {d}/scgi;\n  include {d}/luabroker.conf;\n}}\n"
+    )
+}
+
+impl Proxy {
+    fn spawn(mut cmd: Command, dir: tempfile::TempDir, port: u16) -> Proxy {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start haproxy (./test.sh installs it: apt-get install haproxy)");
+            .expect("start the proxy (./test.sh installs it with apt-get)");
         let log = Arc::new(Mutex::new(String::new()));
         collect_lines(child.stdout.take().unwrap(), log.clone());
         collect_lines(child.stderr.take().unwrap(), log.clone());
-        Haproxy {
+        Proxy {
             child,
             port,
             log,
             _dir: dir,
         }
+    }
+
+    fn haproxy(node_01: &Broker, node_02: &Broker) -> Proxy {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("haproxy.cfg");
+        let listen = ("bind :80", format!("bind 127.0.0.1:{port}"));
+        let nodes = [node_01.addr.as_str(), node_02.addr.as_str()];
+        let text = config_for(HAPROXY_CFG, "deploy/haproxy.cfg", listen, nodes);
+        std::fs::write(&cfg, text).unwrap();
+        let mut cmd = Command::new(sbin("haproxy"));
+        cmd.arg("-db").arg("-f").arg(&cfg); // foreground, logs to stderr
+        Proxy::spawn(cmd, dir, port)
+    }
+
+    fn nginx(node_01: &Broker, node_02: &Broker) -> Proxy {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let listen = ("listen 80;", format!("listen 127.0.0.1:{port};"));
+        let nodes = [node_01.addr.as_str(), node_02.addr.as_str()];
+        let text = config_for(NGINX_CONF, "deploy/nginx.conf", listen, nodes);
+        std::fs::write(dir.path().join("luabroker.conf"), text).unwrap();
+        let main = dir.path().join("nginx.conf");
+        std::fs::write(&main, nginx_main_conf(dir.path())).unwrap();
+        let mut cmd = Command::new(sbin("nginx"));
+        cmd.arg("-p").arg(dir.path()).arg("-e").arg("stderr");
+        cmd.arg("-c").arg(&main).args(["-g", "daemon off;"]);
+        Proxy::spawn(cmd, dir, port)
     }
 
     fn url(&self, path: &str) -> String {
@@ -99,7 +141,7 @@ impl Haproxy {
     }
 }
 
-/// A client whose connections to HAProxy come from 127.0.0.`n`.
+/// A client whose connections to the proxy come from 127.0.0.`n`.
 fn user(n: u8) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -109,38 +151,33 @@ fn user(n: u8) -> reqwest::Client {
 }
 
 /// Polls `GET url` until it answers `status` (HAProxy's health checks take a moment to see a
-/// node come or go); returns the body.
-async fn until_status(
-    haproxy: &Haproxy,
-    client: &reqwest::Client,
-    path: &str,
-    status: u16,
-) -> String {
+/// node come or go, nginx's first failed request to it); returns the body.
+async fn until_status(proxy: &Proxy, client: &reqwest::Client, path: &str, status: u16) -> String {
     let start = Instant::now();
     loop {
-        if let Ok(resp) = client.get(haproxy.url(path)).send().await {
+        if let Ok(resp) = client.get(proxy.url(path)).send().await {
             if resp.status().as_u16() == status {
                 return resp.text().await.unwrap();
             }
         }
         assert!(
             start.elapsed() < DEADLINE,
-            "GET {path} never answered {status}; haproxy log:\n{}",
-            haproxy.log()
+            "GET {path} never answered {status}; proxy log:\n{}",
+            proxy.log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await; // polling an observable state
     }
 }
 
 /// The status of the session's page through the proxy.
-async fn page_status(haproxy: &Haproxy, id: &str) -> u16 {
-    let page = user(1).get(haproxy.url(&format!("/{id}"))).send().await;
+async fn page_status(proxy: &Proxy, id: &str) -> u16 {
+    let page = user(1).get(proxy.url(&format!("/{id}"))).send().await;
     page.unwrap().status().as_u16()
 }
 
 /// `GET /` through the proxy → the new session's id.
-async fn create(haproxy: &Haproxy, client: &reqwest::Client) -> String {
-    let resp = client.get(haproxy.url("/")).send().await.unwrap();
+async fn create(proxy: &Proxy, client: &reqwest::Client) -> String {
+    let resp = client.get(proxy.url("/")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 302, "{:?}", resp.text().await);
     let id = resp.headers()["location"].to_str().unwrap()[1..].to_string();
     assert!(is_session_id(&id), "{id}");
@@ -148,11 +185,11 @@ async fn create(haproxy: &Haproxy, client: &reqwest::Client) -> String {
 }
 
 /// Opens the session's tab through the proxy and sees the app variable.
-async fn open_tab(haproxy: &Haproxy, id: &str) -> Ws {
-    let url = format!("ws://127.0.0.1:{}/ws/{id}", haproxy.port);
+async fn open_tab(proxy: &Proxy, id: &str) -> Ws {
+    let url = format!("ws://127.0.0.1:{}/ws/{id}", proxy.port);
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
-        .expect("WebSocket through HAProxy");
+        .expect("WebSocket through the proxy");
     send(&mut ws, msg("watch", json!({"varId": 1}))).await;
     recv_until(&mut ws, |m| {
         m["type"] == "update" && m["data"]["varId"] == 1
@@ -163,6 +200,16 @@ async fn open_tab(haproxy: &Haproxy, id: &str) -> Ws {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_behind_haproxy_route_by_session_and_survive_the_loss_of_one() {
+    two_nodes_behind(Proxy::haproxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_behind_nginx_route_by_session_and_survive_the_loss_of_one() {
+    two_nodes_behind(Proxy::nginx).await;
+}
+
+/// The whole story, through whichever proxy `start` starts in front of the two nodes.
+async fn two_nodes_behind(start: fn(&Broker, &Broker) -> Proxy) {
     let flags = |node: &'static str| {
         [
             "--node-id",
@@ -179,13 +226,13 @@ async fn two_nodes_behind_haproxy_route_by_session_and_survive_the_loss_of_one()
     };
     let mut node_01 = Broker::start(&flags("01"));
     let node_02 = Broker::start(&flags("02"));
-    let haproxy = Haproxy::start(&node_01, &node_02);
-    until_status(&haproxy, &user(1), "/healthz", 200).await;
+    let proxy = start(&node_01, &node_02);
+    until_status(&proxy, &user(1), "/healthz", 200).await;
 
     // Sessions created through the proxy, by different users, spread over both nodes.
     let mut ids = Vec::new();
     for n in 10..40u8 {
-        ids.push(create(&haproxy, &user(n)).await);
+        ids.push(create(&proxy, &user(n)).await);
         let on = |node: &str| ids.iter().filter(|id| id.starts_with(node)).count();
         if on("01") >= 2 && on("02") >= 2 {
             break;
@@ -209,28 +256,28 @@ async fn two_nodes_behind_haproxy_route_by_session_and_survive_the_loss_of_one()
     // answer 404) and works end to end.
     let mut tabs = Vec::new();
     for id in &ids {
-        assert_eq!(page_status(&haproxy, id).await, 200, "page of {id}");
+        assert_eq!(page_status(&proxy, id).await, 200, "page of {id}");
         let sub = user(1)
-            .get(haproxy.url(&format!("/{id}/a/view")))
+            .get(proxy.url(&format!("/{id}/a/view")))
             .send()
             .await
             .unwrap();
         assert_eq!(sub.status().as_u16(), 200, "sub-path of {id}");
-        tabs.push((id.clone(), open_tab(&haproxy, id).await));
+        tabs.push((id.clone(), open_tab(&proxy, id).await));
     }
     // The owner is the node named in the id: it, and only it, has the session.
     let (owner, other) = (&node_01, &node_02);
     assert_eq!(owner.get(&format!("/{}", on_01[0])).await.0, 200);
     assert_eq!(other.get(&format!("/{}", on_01[0])).await.0, 404);
 
-    // The nodes see the real client (PROXY protocol): one user's creation flood is limited
+    // The nodes see the real client (PROXY protocol, X-Forwarded-For): one user's creation flood is limited
     // per node, another user is not affected.
     let flooder = user(77);
     let mut answers = Vec::new();
     for _ in 0..12 {
         answers.push(
             flooder
-                .get(haproxy.url("/"))
+                .get(proxy.url("/"))
                 .send()
                 .await
                 .unwrap()
@@ -244,18 +291,18 @@ async fn two_nodes_behind_haproxy_route_by_session_and_survive_the_loss_of_one()
         "3 per node at most: {answers:?}"
     );
     assert!(answers.contains(&429), "{answers:?}");
-    create(&haproxy, &user(78)).await;
+    create(&proxy, &user(78)).await;
 
     // Node 01 dies.
     node_01.signal(Signal::SIGKILL);
     node_01.wait_exit();
     let gone = &on_01[0];
-    let page = until_status(&haproxy, &user(1), &format!("/{gone}"), 404).await;
+    let page = until_status(&proxy, &user(1), &format!("/{gone}"), 404).await;
     assert!(
         page.contains("does not exist or has expired") && page.contains("Start a new session"),
         "{page}"
     );
-    let ws_url = format!("ws://127.0.0.1:{}/ws/{gone}", haproxy.port);
+    let ws_url = format!("ws://127.0.0.1:{}/ws/{gone}", proxy.port);
     match tokio_tungstenite::connect_async(ws_url).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             assert_eq!(resp.status().as_u16(), 404)
@@ -277,34 +324,51 @@ async fn two_nodes_behind_haproxy_route_by_session_and_survive_the_loss_of_one()
         );
     }
     for id in &on_02 {
-        assert_eq!(page_status(&haproxy, id).await, 200, "page of {id}");
-        open_tab(&haproxy, id).await;
+        assert_eq!(page_status(&proxy, id).await, 200, "page of {id}");
+        open_tab(&proxy, id).await;
     }
 
     // New sessions go to the survivor.
     for n in 50..54u8 {
-        let id = create(&haproxy, &user(n)).await;
+        let id = create(&proxy, &user(n)).await;
         assert!(id.starts_with("02"), "GET / went to the dead node: {id}");
     }
     drop(tabs);
-    drop(haproxy);
+    drop(proxy);
+}
+
+/// Runs a config check and says what it printed when it failed.
+fn check(cmd: &mut Command) {
+    let out = cmd.output().expect("run the proxy's config check");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn the_shipped_config_is_valid_haproxy() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("haproxy.cfg");
-    std::fs::write(&cfg, SHIPPED).unwrap();
-    let out = Command::new(haproxy_binary())
-        .arg("-c")
-        .arg("-f")
-        .arg(&cfg)
-        .output()
-        .expect("run haproxy -c");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    std::fs::write(&cfg, HAPROXY_CFG).unwrap();
+    check(Command::new(sbin("haproxy")).arg("-c").arg("-f").arg(&cfg));
+}
+
+/// The file as shipped, unchanged, inside an `http` block.
+#[test]
+fn the_shipped_config_is_valid_nginx() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("luabroker.conf"), NGINX_CONF).unwrap();
+    let main = dir.path().join("nginx.conf");
+    std::fs::write(&main, nginx_main_conf(dir.path())).unwrap();
+    check(
+        Command::new(sbin("nginx"))
+            .arg("-t")
+            .arg("-p")
+            .arg(dir.path())
+            .args(["-e", "stderr", "-c"])
+            .arg(&main),
     );
 }
