@@ -71,13 +71,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// nginx's own `nginx.conf` around the shipped file (which belongs in the `http` block): in the
-/// foreground, everything written inside `dir`, errors on stderr, and no response buffered to
-/// a file (as root nginx's workers run as `nobody`, who cannot write in `dir`).
+/// nginx's own `nginx.conf` around the shipped file (which belongs in the `http` block): one
+/// process in the foreground (so killing it leaves no worker process behind), everything
+/// written inside `dir`, errors on stderr, and no response buffered to a file.
 fn nginx_main_conf(dir: &std::path::Path) -> String {
     let d = dir.display();
     format!(
-        "pid {d}/nginx.pid;\nerror_log stderr;\nevents {{ }}\nhttp {{\n  access_log off;\n  \
+        "master_process off;\npid {d}/nginx.pid;\nerror_log stderr;\nevents {{ }}\n\
+         http {{\n  access_log off;\n  \
          proxy_max_temp_file_size 0;\n  \
          client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
          fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
