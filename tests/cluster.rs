@@ -119,11 +119,16 @@ impl Proxy {
     }
 
     fn nginx(node_01: &Broker, node_02: &Broker) -> Proxy {
+        Proxy::nginx_with(node_01, node_02, |conf| conf)
+    }
+
+    /// nginx with the shipped file, changed by `edit` after the addresses.
+    fn nginx_with(node_01: &Broker, node_02: &Broker, edit: fn(String) -> String) -> Proxy {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let listen = ("listen 80;", format!("listen 127.0.0.1:{port};"));
         let nodes = [node_01.addr.as_str(), node_02.addr.as_str()];
-        let text = config_for(NGINX_CONF, "deploy/nginx.conf", listen, nodes);
+        let text = edit(config_for(NGINX_CONF, "deploy/nginx.conf", listen, nodes));
         std::fs::write(dir.path().join("luabroker.conf"), text).unwrap();
         let main = dir.path().join("nginx.conf");
         std::fs::write(&main, nginx_main_conf(dir.path())).unwrap();
@@ -187,10 +192,32 @@ async fn create(proxy: &Proxy, client: &reqwest::Client) -> String {
 
 /// Opens the session's tab through the proxy and sees the app variable.
 async fn open_tab(proxy: &Proxy, id: &str) -> Ws {
-    let url = format!("ws://127.0.0.1:{}/ws/{id}", proxy.port);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+    let ws = connect_from(proxy, id, 1).await;
+    watching(ws.expect("WebSocket through the proxy")).await
+}
+
+/// A WebSocket to `/ws/<id>` through the proxy, from 127.0.0.`n`.
+async fn connect_from(
+    proxy: &Proxy,
+    id: &str,
+    n: u8,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind((Ipv4Addr::new(127, 0, 0, n), 0).into())
+        .unwrap();
+    let stream = socket
+        .connect((Ipv4Addr::LOCALHOST, proxy.port).into())
         .await
-        .expect("WebSocket through the proxy");
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{}/ws/{id}", proxy.port);
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(url, stream).await?;
+    Ok(ws)
+}
+
+/// The tab, once it has seen the app variable.
+async fn watching(mut ws: Ws) -> Ws {
     send(&mut ws, msg("watch", json!({"varId": 1}))).await;
     recv_until(&mut ws, |m| {
         m["type"] == "update" && m["data"]["varId"] == 1
@@ -207,6 +234,51 @@ async fn two_nodes_behind_haproxy_route_by_session_and_survive_the_loss_of_one()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_behind_nginx_route_by_session_and_survive_the_loss_of_one() {
     two_nodes_behind(Proxy::nginx).await;
+}
+
+/// Behind nginx the nodes cannot tell one client's connections apart, so the shipped file caps
+/// them in nginx (`limit_conn`, here at 2 instead of the shipped 256): a third tab from one
+/// address gets 503, another address is not affected, and a closed tab frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx_one_client_holds_at_most_its_connection_cap() {
+    let flags = |node| ["--node-id", node, "--trusted-proxy", "127.0.0.1"];
+    let node_01 = Broker::start(&flags("01"));
+    let node_02 = Broker::start(&flags("02"));
+    let proxy = Proxy::nginx_with(&node_01, &node_02, |conf| {
+        let shipped = "limit_conn luabroker_per_client 256;";
+        assert!(conf.contains(shipped), "deploy/nginx.conf lost {shipped:?}");
+        conf.replace(shipped, "limit_conn luabroker_per_client 2;")
+    });
+    until_status(&proxy, &user(1), "/healthz", 200).await;
+    let mut ids = Vec::new();
+    for n in 91..94u8 {
+        ids.push(create(&proxy, &user(n)).await);
+    }
+    let first = watching(connect_from(&proxy, &ids[0], 90).await.unwrap()).await;
+    let _second = watching(connect_from(&proxy, &ids[1], 90).await.unwrap()).await;
+    match connect_from(&proxy, &ids[2], 90).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503)
+        }
+        other => panic!("a third tab from one client: {:?}", other.map(|_| ())),
+    }
+    let _other = watching(connect_from(&proxy, &ids[2], 91).await.unwrap()).await;
+
+    drop(first);
+    let start = Instant::now();
+    loop {
+        match connect_from(&proxy, &ids[2], 90).await {
+            Ok(ws) => {
+                watching(ws).await;
+                break;
+            }
+            Err(e) => assert!(
+                start.elapsed() < DEADLINE,
+                "a closed tab never freed its place: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling an observable state
+    }
 }
 
 /// The whole story, through whichever proxy `start` starts in front of the two nodes.
