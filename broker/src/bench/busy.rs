@@ -1,9 +1,9 @@
 //! The busy scenario: what everyone else sees while some sessions keep their workers' CPU
 //! busy. `--busy` sessions each click an action that burns 5 ms of Lua CPU, again as soon as
 //! it is answered, so the machine's cores are all wanted; meanwhile the broker is asked for
-//! `/healthz`, for new sessions (`GET /`), and for a quiet session's action round trip. How
-//! those compare with an idle server is what `--worker-nice` is for (the README's
-//! Performance section).
+//! `/healthz`, for new sessions (`GET /`), and for a quiet session's action round trip: what
+//! an overloaded server still gives everyone else (BENCHMARKS.md, tenth round, judges
+//! `--worker-nice` by it).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
