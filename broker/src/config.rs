@@ -97,10 +97,10 @@ pub struct Config {
     #[arg(long, env = "LUABROKER_ZYGOTE_FORKS", default_value_t = 1000)]
     pub zygote_forks: u64,
 
-    /// The nice value every worker and zygote runs at, below the broker's priority: with the
-    /// cores busy, the broker's own work (answering `GET /`, relaying tabs) goes first, and so
-    /// do the machine's other services. Sessions stay equal among themselves. Measured at 10:
-    /// `GET /` back to back p50 30–50 % lower, p99 about 20 % higher, creations 2–6 % fewer
+    /// The nice value every worker and zygote runs at, below the broker's priority (and the
+    /// machine's other services'). Sessions stay equal among themselves. Measured at 10:
+    /// `GET /` back to back p50 30–50 % lower, p99 about 20 % higher, creations 2–6 % fewer;
+    /// no shorter tails while sessions are busy, since a new session's spare is a worker too
     /// (BENCHMARKS.md, tenth round). 0 = the broker's own priority; at most 19 (lowering a
     /// priority needs no privilege).
     #[arg(long, env = "LUABROKER_WORKER_NICE", default_value_t = 0,
