@@ -15,9 +15,10 @@ const ADDRESS_SPACE_HEADROOM: u64 = 256 * 1024 * 1024;
 const OOM_SCORE_ADJ: &str = "800";
 
 /// Lowers this process's CPU priority to the nice value the broker passed in [`ENV_NICE`]
-/// (the zygote and exec'd workers call it first thing; forked workers inherit it). Workers then
-/// yield the CPU to the broker, which serves every session's tabs and every `GET /`: a busy
-/// worker, or a spare being prepared, no longer delays the broker's answers to everyone else.
+/// (the zygote and exec'd workers call it first thing; forked workers inherit it), so that when
+/// the cores are short the broker's threads and the machine's other services run first. What
+/// that buys and costs was measured (BENCHMARKS.md, tenth round): a spare being prepared is a
+/// worker too, so it does not shorten `GET /`'s tail while sessions are busy.
 pub fn lower_priority() {
     let Some(nice) = std::env::var(ENV_NICE).ok() else {
         return;
