@@ -38,6 +38,7 @@ mod unattended;
 mod variable_browser;
 mod worker_handle;
 mod worker_socket;
+mod worker_stream;
 mod ws;
 mod zygote;
 

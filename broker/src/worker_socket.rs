@@ -28,8 +28,10 @@ use protocol::PROTOCOL_VERSION;
 use tokio::sync::oneshot;
 use tokio_util::codec::Framed;
 
+use crate::worker_stream::WorkerStream;
+
 /// The broker's end of one worker's socket.
-pub type Link = Framed<Stream, FrameCodec<WorkerToBroker, BrokerToWorker>>;
+pub type Link = Framed<WorkerStream, FrameCodec<WorkerToBroker, BrokerToWorker>>;
 
 /// How long a connection may stay silent before its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,6 +123,16 @@ async fn admit(stream: Stream, expected: Expected) {
         Ok(Some(pid)) => pid,
         _ => {
             tracing::warn!("refused a worker connection: no peer credentials");
+            return;
+        }
+    };
+    let Stream::UdSocket(stream) = stream;
+    let stream = match std::os::fd::OwnedFd::try_from(stream)
+        .and_then(|fd| WorkerStream::new(std::os::unix::net::UnixStream::from(fd)))
+    {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(peer_pid, "refused a worker connection: {e}");
             return;
         }
     };

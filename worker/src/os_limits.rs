@@ -3,7 +3,7 @@
 //! slips past them (native code, a C function that runs long, an allocation outside Lua) by
 //! killing only this worker, which the broker then reports as a crash.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::resource::{getrlimit, getrusage, setrlimit, Resource, UsageWho};
 use protocol::launch::ENV_NICE;
@@ -69,18 +69,31 @@ pub struct CpuBackstop {
     per_turn: Duration,
     /// The soft limit currently set, in whole seconds.
     soft: u64,
+    /// The CPU time read last, and when. This process has one thread, so it cannot have used
+    /// more CPU since then than the wall time that has passed: a turn whose budget fits under
+    /// the soft limit even so needs no reading (a `getrusage` per turn was 5 % of a worker's
+    /// CPU in the action round trip, BENCHMARKS.md, eleventh round).
+    last_read: Option<(Duration, Instant)>,
 }
 
 impl CpuBackstop {
     pub fn new(per_turn: Duration) -> CpuBackstop {
-        CpuBackstop { per_turn, soft: 0 }
+        CpuBackstop {
+            per_turn,
+            soft: 0,
+            last_read: None,
+        }
     }
 
-    /// Makes sure the coming turn has its full budget before SIGXCPU. Cheap when nothing
-    /// needs to move: one getrusage call.
+    /// Makes sure the coming turn has its full budget before SIGXCPU. Usually no system call:
+    /// once every few seconds, a getrusage (and rarely a setrlimit).
     pub fn arm(&mut self) {
+        if !self.may_be_short(Instant::now()) {
+            return;
+        }
         let Some(used) = cpu_used() else { return };
-        let needed = used + self.per_turn * 2 + Duration::from_secs(1);
+        self.last_read = Some((used, Instant::now()));
+        let needed = used + self.margin();
         if self.soft > needed.as_secs() {
             return;
         }
@@ -92,5 +105,39 @@ impl CpuBackstop {
         if setrlimit(Resource::RLIMIT_CPU, soft.min(hard), hard).is_ok() {
             self.soft = soft;
         }
+    }
+
+    /// What a turn may use before SIGXCPU, beyond the CPU used when it starts.
+    fn margin(&self) -> Duration {
+        self.per_turn * 2 + Duration::from_secs(1)
+    }
+
+    /// Whether the soft limit may be closer than the coming turn's margin, as far as can be
+    /// told without reading the CPU time.
+    fn may_be_short(&self, now: Instant) -> bool {
+        let Some((used, at)) = self.last_read else {
+            return true;
+        };
+        let at_most = used + now.saturating_duration_since(at) + self.margin();
+        self.soft <= at_most.as_secs()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_time_is_read_again_only_when_the_soft_limit_may_be_near() {
+        let t0 = Instant::now();
+        let mut backstop = CpuBackstop::new(Duration::from_secs(1));
+        assert!(backstop.may_be_short(t0), "never read: it must read");
+        // Read 5 s used at t0, soft limit 17 s: a turn needs 5 + 2 + 1 s at most at t0.
+        backstop.last_read = Some((Duration::from_secs(5), t0));
+        backstop.soft = 17;
+        assert!(!backstop.may_be_short(t0));
+        assert!(!backstop.may_be_short(t0 + Duration::from_secs(8)));
+        // 9 s later it may have used 14 s: 14 + 3 reaches the soft limit.
+        assert!(backstop.may_be_short(t0 + Duration::from_secs(9)));
     }
 }
