@@ -14,7 +14,10 @@ use serde_json::Value as Json;
 fn every_scenario_runs_and_reports_its_rows() {
     let out = Command::new(BIN)
         .args(["bench", "--spawn", "--json"])
-        .args(["--scenarios", "create,rate,action,relay,changes,live,busy"])
+        .args([
+            "--scenarios",
+            "floor,create,rate,action,relay,changes,live,busy",
+        ])
         .args([
             "--requests",
             "20",
@@ -39,6 +42,8 @@ fn every_scenario_runs_and_reports_its_rows() {
             .unwrap_or_else(|| panic!("no row {key} in {rows:#?}"))
     };
     for key in [
+        "floor.direct",
+        "floor.relayed",
         "create.latency",
         "create.rate",
         "action.round_trip",

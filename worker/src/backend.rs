@@ -46,20 +46,18 @@ impl LuaBackend {
         })
     }
 
-    /// The app's side: viewdefs come from `app_dir`, and `create`/`wrapper` find classes in
-    /// the `session:prototype` registry before global tables.
-    pub fn with_app(self, app_dir: &Path, prototypes: Prototypes) -> LuaBackend {
+    /// The app's side: viewdefs come from `viewdefs_dir` (symlinks followed while they stay
+    /// inside `confine`), and `create`/`wrapper` find classes in the `session:prototype`
+    /// registry before global tables.
+    pub fn with_app(
+        self,
+        prototypes: Prototypes,
+        viewdefs_dir: &Path,
+        confine: &Path,
+    ) -> LuaBackend {
         self.tracker.set_prototypes(prototypes);
         LuaBackend {
-            viewdefs: Viewdefs::new(app_dir),
-            ..self
-        }
-    }
-
-    /// Viewdefs from `dir`, symlinks followed while they stay inside `confine`.
-    pub fn with_viewdefs(self, dir: &Path, confine: &Path) -> LuaBackend {
-        LuaBackend {
-            viewdefs: Viewdefs::at(dir, confine),
+            viewdefs: Viewdefs::at(viewdefs_dir, confine),
             ..self
         }
     }

@@ -4,8 +4,10 @@
 //! Blocking on purpose, like the zygote's loop: a worker does one thing at a time (a turn, a
 //! timer callback, a reply), so an async runtime only added its own start-up to every worker
 //! (an I/O driver, a timer wheel, a signal pipe: ≈ 6 % of the CPU a session's creation costs,
-//! and its heap) and an `epoll_wait` per message. The socket is non-blocking all the same, so
-//! that the SIGSYS handler's report (`confine/sigsys.rs`) can never block on a full buffer.
+//! and its heap) and an `epoll_wait` per message. The socket itself is blocking, so that waiting
+//! for the next message with no deadline is the `recv` alone (one system call, not a `poll` and
+//! then a `recv`); the SIGSYS handler's report (`confine/sigsys.rs`) sends with `MSG_DONTWAIT`,
+//! so it can never block on a full buffer.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -44,10 +46,6 @@ impl Link {
     /// Connects to the broker's worker socket (a filesystem path).
     pub fn connect(path: &str) -> std::io::Result<Link> {
         let stream = UnixStream::connect(path)?;
-        // With fcntl, not `set_nonblocking` (an ioctl the zygote's seccomp filter has no need for).
-        let flags = nix::fcntl::fcntl(&stream, nix::fcntl::FcntlArg::F_GETFL)?;
-        let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-        nix::fcntl::fcntl(&stream, nix::fcntl::FcntlArg::F_SETFL(flags))?;
         Ok(Link {
             stream,
             codec: FrameCodec::default(),
@@ -86,16 +84,22 @@ impl Link {
     /// The next message, or [`Recv::Timeout`] once `deadline` has passed with none waiting (a
     /// deadline already past still takes a message that is there). `None`: wait for ever.
     pub fn recv(&mut self, deadline: Option<Instant>) -> Recv {
+        // With no deadline the read itself waits; with one, `poll` waits (up to the deadline)
+        // and the read that follows finds the bytes there. A socket that turns out to be
+        // non-blocking (WouldBlock) is waited on with `poll` as well.
+        let mut poll_first = deadline.is_some();
         loop {
             match self.codec.decode(&mut self.inbox) {
                 Ok(Some(msg)) => return Recv::Message(msg),
                 Ok(None) => {}
                 Err(e) => return Recv::Broken(e),
             }
-            match self.wait(PollFlags::POLLIN, deadline) {
-                Ok(true) => {}
-                Ok(false) => return Recv::Timeout,
-                Err(e) => return Recv::Broken(e.into()),
+            if poll_first {
+                match self.wait(PollFlags::POLLIN, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Recv::Timeout,
+                    Err(e) => return Recv::Broken(e.into()),
+                }
             }
             self.inbox.reserve(READ_CHUNK);
             let start = self.inbox.len();
@@ -106,7 +110,8 @@ impl Link {
             match read {
                 Ok(0) => return Recv::Closed,
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => poll_first = true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => return Recv::Closed,
                 Err(e) => return Recv::Broken(e.into()),
             }
@@ -146,9 +151,10 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn pair() -> (Link, UnixStream) {
+    /// The worker's end as `Link::connect` leaves it (blocking), or non-blocking.
+    fn pair(nonblocking: bool) -> (Link, UnixStream) {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        ours.set_nonblocking(true).unwrap();
+        ours.set_nonblocking(nonblocking).unwrap();
         let link = Link {
             stream: ours,
             codec: FrameCodec::default(),
@@ -160,7 +166,13 @@ mod tests {
 
     #[test]
     fn messages_arrive_whole_whatever_the_reads_and_a_deadline_ends_the_wait() {
-        let (mut link, mut broker) = pair();
+        for nonblocking in [false, true] {
+            messages_arrive_whole(nonblocking);
+        }
+    }
+
+    fn messages_arrive_whole(nonblocking: bool) {
+        let (mut link, mut broker) = pair(nonblocking);
         let mut frames = BytesMut::new();
         let mut codec = FrameCodec::<WorkerToBroker, BrokerToWorker>::default();
         codec
@@ -192,7 +204,7 @@ mod tests {
 
     #[test]
     fn what_the_worker_sends_the_broker_decodes() {
-        let (mut link, mut broker) = pair();
+        let (mut link, mut broker) = pair(false);
         link.send(WorkerToBroker::Pong { seq: 3 }).unwrap();
         link.send(WorkerToBroker::Prepared).unwrap();
         drop(link);

@@ -54,9 +54,11 @@ impl LuaSession {
         };
         // The backend finds `create=`/`wrapper=` classes among the app's prototypes and reads
         // viewdefs from the app's viewdefs directory.
-        let backend = LuaBackend::new(&lua, &session)?
-            .with_app(&app_dir, api.prototypes().clone())
-            .with_viewdefs(&viewdefs_dir, &confine);
+        let backend = LuaBackend::new(&lua, &session)?.with_app(
+            api.prototypes().clone(),
+            &viewdefs_dir,
+            &confine,
+        );
         lua.globals().raw_set("session", &session)?;
         #[cfg(feature = "test-hooks")]
         crate::confine::test_hooks::install(&lua)?;

@@ -10,6 +10,7 @@
 
 mod app;
 mod busy;
+mod floor;
 mod http_client;
 mod report;
 mod scenarios;
@@ -28,6 +29,8 @@ use target::Server;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
+    /// The host's own round trip over loopback TCP, direct and relayed (no server).
+    Floor,
     /// `GET /` → `302`, one client, sequential.
     Create,
     /// Sessions created per second by `--clients` clients.
@@ -69,7 +72,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "create,rate,action,relay,changes,live,busy"
+        default_value = "floor,create,rate,action,relay,changes,live,busy"
     )]
     pub scenarios: Vec<Scenario>,
     /// Sequential `GET /` measured by `create` (and again with the sessions of `live` open).
@@ -90,7 +93,7 @@ pub struct BenchArgs {
     /// Sessions with a tab open in `live`.
     #[arg(long, default_value_t = 10_000)]
     pub live: usize,
-    /// Clicks in `action`.
+    /// Clicks in `action` (and round trips of each kind in `floor`).
     #[arg(long, default_value_t = 10_000)]
     pub iterations: usize,
     /// Messages relayed in `relay`.
@@ -212,6 +215,11 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
     };
     let mut rows: Vec<Row> = Vec::new();
     for scenario in &args.scenarios {
+        if *scenario == Scenario::Floor {
+            // No server: one starting up would only add noise to the host's own figure.
+            rows.extend(host_floor(args.iterations).await?);
+            continue;
+        }
         let server = targets.next()?;
         let addr = server.addr.clone();
         let outcome = run_one(*scenario, args, &server, &addr, &mut rows).await;
@@ -253,6 +261,16 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
     })
 }
 
+/// The `floor` rows, measured on blocking threads (the runtime's threads stay free).
+async fn host_floor(round_trips: usize) -> Result<Vec<Row>, String> {
+    let pb = progress("host floor");
+    let rows = tokio::task::spawn_blocking(move || floor::floor(round_trips))
+        .await
+        .map_err(|e| format!("floor: {e}"))?;
+    pb.finish_and_clear();
+    rows
+}
+
 async fn run_one(
     scenario: Scenario,
     args: &BenchArgs,
@@ -261,6 +279,7 @@ async fn run_one(
     rows: &mut Vec<Row>,
 ) -> Result<(), String> {
     match scenario {
+        Scenario::Floor => rows.extend(host_floor(args.iterations).await?),
         Scenario::Create => {
             let name = match args.create_gap_ms {
                 0 => "GET / -> 302, 1 client".to_string(),

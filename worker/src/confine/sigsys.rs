@@ -103,12 +103,20 @@ extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
     }
 }
 
-/// Writes `bytes` to the (non-blocking) socket, waiting up to a second for room.
+/// Writes `bytes` to the socket without ever blocking in the write (the socket itself is
+/// blocking: `link.rs`), waiting up to a second for room.
 fn write_all(fd: RawFd, mut bytes: &[u8]) {
     let mut waits = 0;
     while !bytes.is_empty() {
-        // SAFETY: `bytes` is valid for its length; `write` is async-signal-safe.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        // SAFETY: `bytes` is valid for its length; `send` is async-signal-safe.
+        let n = unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
         if n > 0 {
             bytes = &bytes[n as usize..];
             continue;
