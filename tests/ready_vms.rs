@@ -366,6 +366,17 @@ async fn workers_run_the_zygotes_anonymous_copy_of_the_code_unless_told_to_keep_
             from_file, file_backed,
             "worker {worker}'s code mappings: {code:?}"
         );
+        // The libraries' code: the system's files, or the zygote's own copies (memfds, which
+        // a fork maps without copying page-table entries).
+        let libc = code.iter().any(|(_, file)| file.contains("/libc.so"));
+        let copies = code
+            .iter()
+            .any(|(_, file)| file.starts_with("/memfd:lb-library"));
+        assert_eq!(
+            (libc, copies),
+            (file_backed, !file_backed),
+            "worker {worker}'s code mappings: {code:?}"
+        );
         // The broker itself is never changed.
         assert!(code_mappings(broker.pid)
             .iter()
