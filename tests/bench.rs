@@ -66,6 +66,7 @@ fn every_scenario_runs_and_reports_its_rows() {
         let r = row(key);
         assert!(r["rate_per_s"].as_f64().unwrap() > 0.0, "{key}: {r}");
     }
+    assert!(row("action.above_floor")["p50_us"].as_f64().unwrap() >= 0.0);
     assert_eq!(row("live.open")["n"], 10, "every live session opened");
     assert!(row("busy.spins")["n"].as_u64().unwrap() > 0);
 }
