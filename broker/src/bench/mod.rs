@@ -232,30 +232,37 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
             });
         }
     }
-    // The pass itself: the large app's round trip minus the small app's (one run, same server
-    // build, so the difference is change detection's share).
+    // Differences of two p50s of this run, each its own row (0 when the first came in under
+    // the second):
+    // - the pass itself: the large app's round trip minus the small app's (same server build,
+    //   so the difference is change detection's share);
+    // - the server's own share of a round trip: the action's figure above the host's relayed
+    //   floor (under it where busy vCPUs never halt).
     let p50 = |key: &str| rows.iter().find(|r| r.key == key).and_then(|r| r.p50_us);
-    let mut derived = Vec::new();
-    if let (Some(big), Some(small)) = (p50("changes.round_trip"), p50("action.round_trip")) {
-        let mut row = Row::skipped(
+    let derived: Vec<Row> = [
+        (
             "changes.pass_estimate",
             "change detection pass (estimate)",
-            "p50 difference of the two round trips above".into(),
-        );
-        row.p50_us = Some((big - small).max(0.0));
-        derived.push(row);
-    }
-    // The server's own share of a round trip: the action's figure above the host's relayed
-    // floor (same run; 0 when the server came in under it, as where busy vCPUs never halt).
-    if let (Some(action), Some(floor)) = (p50("action.round_trip"), p50("floor.relayed")) {
-        let mut row = Row::skipped(
+            "p50 difference of the two round trips above",
+            "changes.round_trip",
+            "action.round_trip",
+        ),
+        (
             "action.above_floor",
             "action round trip above the host floor",
-            "p50 of action minus p50 of the relayed floor".into(),
-        );
-        row.p50_us = Some((action - floor).max(0.0));
-        derived.push(row);
-    }
+            "p50 of action minus p50 of the relayed floor",
+            "action.round_trip",
+            "floor.relayed",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, name, note, minuend, subtrahend)| {
+        let difference = p50(minuend)? - p50(subtrahend)?;
+        let mut row = Row::skipped(key, name, note.into());
+        row.p50_us = Some(difference.max(0.0));
+        Some(row)
+    })
+    .collect();
     rows.extend(derived);
     Ok(Report {
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
