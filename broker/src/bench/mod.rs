@@ -237,8 +237,10 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
     // - the pass itself: the large app's round trip minus the small app's (same server build,
     //   so the difference is change detection's share);
     // - the server's own share of a round trip: the action's figure above the host's relayed
-    //   floor (under it where busy vCPUs never halt).
+    //   floor (under it where busy vCPUs never halt); only for a server on this host, the one
+    //   the floor was measured on.
     let p50 = |key: &str| rows.iter().find(|r| r.key == key).and_then(|r| r.p50_us);
+    let on_this_host = args.url.as_deref().is_none_or(is_loopback_url);
     let derived: Vec<Row> = [
         (
             "changes.pass_estimate",
@@ -256,6 +258,7 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
         ),
     ]
     .into_iter()
+    .filter(|(key, ..)| on_this_host || *key != "action.above_floor")
     .filter_map(|(key, name, note, minuend, subtrahend)| {
         let difference = p50(minuend)? - p50(subtrahend)?;
         let mut row = Row::skipped(key, name, note.into());
@@ -279,6 +282,15 @@ async fn run(args: &BenchArgs) -> Result<Report, String> {
         },
         rows,
     })
+}
+
+/// Whether `--url` names a server on this host (where `floor` measured the kernel's share).
+fn is_loopback_url(url: &str) -> bool {
+    let host = url.trim_start_matches("http://");
+    ["127.", "localhost:", "localhost/", "[::1]"]
+        .iter()
+        .any(|p| host.starts_with(p))
+        || host == "localhost"
 }
 
 /// The `floor` rows, measured on blocking threads (the runtime's threads stay free).
@@ -416,4 +428,27 @@ async fn live(
     }
     drop(live.tabs);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_url;
+
+    #[test]
+    fn the_floor_is_compared_only_with_a_server_on_this_host() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/",
+            "http://[::1]:80",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.7:8080",
+            "http://example.com",
+            "http://localhost.example.com:80",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
+    }
 }
