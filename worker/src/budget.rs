@@ -98,10 +98,14 @@ impl TurnBudget {
     }
 
     /// Puts RLIMIT_CPU behind the hook. Process-wide, so only the worker process does this
-    /// (never a test binary that hosts many VMs).
+    /// (never a test binary that hosts many VMs). Armed here already, while the VM is built:
+    /// a spare that waits less than the backstop's margin starts its session's first turn
+    /// with no system call for it (`CpuBackstop::arm`).
     pub fn enable_cpu_backstop(&self) {
         if let Some(per_turn) = self.per_turn {
-            *self.backstop.borrow_mut() = Some(CpuBackstop::new(per_turn));
+            let mut backstop = CpuBackstop::new(per_turn);
+            backstop.arm();
+            *self.backstop.borrow_mut() = Some(backstop);
         }
     }
 

@@ -74,6 +74,8 @@ pub struct CpuBackstop {
     /// the soft limit even so needs no reading (a `getrusage` per turn was 5 % of a worker's
     /// CPU in the action round trip, BENCHMARKS.md, eleventh round).
     last_read: Option<(Duration, Instant)>,
+    /// The hard limit, read once: this process never changes it, and it cannot be raised.
+    hard: u64,
 }
 
 impl CpuBackstop {
@@ -82,6 +84,9 @@ impl CpuBackstop {
             per_turn,
             soft: 0,
             last_read: None,
+            hard: getrlimit(Resource::RLIMIT_CPU)
+                .map(|(_, h)| h)
+                .unwrap_or(u64::MAX),
         }
     }
 
@@ -99,9 +104,7 @@ impl CpuBackstop {
         }
         // Move it well ahead so most turns need no setrlimit.
         let soft = (needed + self.per_turn * 4 + Duration::from_secs(10)).as_secs();
-        let hard = getrlimit(Resource::RLIMIT_CPU)
-            .map(|(_, h)| h)
-            .unwrap_or(u64::MAX);
+        let hard = self.hard;
         if setrlimit(Resource::RLIMIT_CPU, soft.min(hard), hard).is_ok() {
             self.soft = soft;
         }

@@ -296,8 +296,10 @@ impl Modules {
         let mut file = std::fs::File::open(path)?;
         let meta = file.metadata()?;
         let stamp = protocol::ipc::FileStamp::of(path, &meta);
-        let mut source = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut source)?;
+        let mut source = Vec::with_capacity(meta.len() as usize + 1);
+        // Through `take`: `File::read_to_end` asks for the size and the position again (a
+        // `statx` and an `lseek`) to size a buffer that is already sized.
+        (&mut file).take(u64::MAX).read_to_end(&mut source)?;
         let mut state = self.0.borrow_mut();
         if !state.read.iter().any(|s| s.path == stamp.path) {
             state.read.push(stamp);
@@ -466,6 +468,16 @@ fn normalize(rel: &str) -> Result<String, String> {
 /// and then its base directory), which must exist and lie inside `confine` once symlinks are
 /// resolved.
 fn resolve(root: &Path, confine: &Path, rel: &str) -> Result<PathBuf, String> {
+    // A file directly in the (canonical) app directory that is not a symlink is its own
+    // canonical path: one `lstat`, where `canonicalize` reads every component as a link and
+    // `is_file` stats the result (four system calls on `GET /`'s path for `main.lua`).
+    if !rel.contains('/') {
+        let path = root.join(rel);
+        let plain_file = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+        if plain_file && path.starts_with(confine) {
+            return Ok(path);
+        }
+    }
     let path = match root.join(rel).canonicalize() {
         Ok(path) => path,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && confine != root => confine
@@ -481,4 +493,39 @@ fn resolve(root: &Path, confine: &Path, rel: &str) -> Result<PathBuf, String> {
         return Err(format!("{rel} is not a file"));
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    /// The app directory's files, as `require` and `main.lua` find them: a plain file is
+    /// itself, a symlink is followed only while it stays inside the confining directory.
+    #[test]
+    fn files_resolve_inside_the_app_directory_and_symlinks_may_not_lead_out() {
+        let top = tempfile::tempdir().unwrap();
+        let top = top.path().canonicalize().unwrap();
+        let app = top.join("app");
+        std::fs::create_dir(&app).unwrap();
+        std::fs::write(app.join("main.lua"), "return 1").unwrap();
+        std::fs::write(app.join("real.lua"), "return 2").unwrap();
+        std::fs::write(top.join("secret.lua"), "return 3").unwrap();
+        std::os::unix::fs::symlink(app.join("real.lua"), app.join("inside.lua")).unwrap();
+        std::os::unix::fs::symlink(top.join("secret.lua"), app.join("outside.lua")).unwrap();
+        std::fs::create_dir(app.join("dir.lua")).unwrap();
+
+        assert_eq!(resolve(&app, &app, "main.lua"), Ok(app.join("main.lua")));
+        assert_eq!(resolve(&app, &app, "inside.lua"), Ok(app.join("real.lua")));
+        let out = resolve(&app, &app, "outside.lua").unwrap_err();
+        assert!(out.contains("leads outside the app directory"), "{out}");
+        let dir = resolve(&app, &app, "dir.lua").unwrap_err();
+        assert!(dir.contains("is not a file"), "{dir}");
+        let missing = resolve(&app, &app, "missing.lua").unwrap_err();
+        assert!(missing.contains("cannot open missing.lua"), "{missing}");
+        // With the site around the app directory as the fence, the same link leads inside it.
+        assert_eq!(
+            resolve(&app, &top, "outside.lua"),
+            Ok(top.join("secret.lua"))
+        );
+    }
 }
