@@ -91,7 +91,7 @@ fn segments(maps: &str, exe: &str) -> Vec<Segment> {
 /// segment while it is replaced would still see the same bytes, but nothing else may map or
 /// unmap meanwhile. Returns how many bytes were moved; an error leaves the segment that failed,
 /// and those after it, as they were.
-pub fn move_to_anonymous_memory() -> io::Result<usize> {
+pub fn copy_code_for_forks() -> io::Result<usize> {
     if std::env::var_os(ENV_FILE_TEXT).is_some() {
         return Ok(0);
     }
@@ -126,7 +126,10 @@ fn copy_to_memfd(segment: Segment) -> io::Result<()> {
     let bytes = unsafe { std::slice::from_raw_parts(segment.start as *const u8, len) };
     let mut written = 0;
     while written < len {
-        written += nix::unistd::write(&file, &bytes[written..])?;
+        match nix::unistd::write(&file, &bytes[written..])? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => written += n,
+        }
     }
     let protection = if segment.executable {
         ProtFlags::PROT_READ | ProtFlags::PROT_EXEC

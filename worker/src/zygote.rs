@@ -53,8 +53,8 @@ pub fn run() -> ExitCode {
     crate::os_limits::lower_priority();
     crate::confine::inherited::close_all_but(&crate::confine::namespaces::inherited_fds());
     // Before anything could start a thread or change the mappings (see `anon_text`).
-    match crate::anon_text::move_to_anonymous_memory() {
-        Ok(bytes) => tracing::debug!(bytes, "zygote: code and constants in anonymous memory"),
+    match crate::anon_text::copy_code_for_forks() {
+        Ok(bytes) => tracing::debug!(bytes, "zygote: code and constants copied for its forks"),
         Err(e) => tracing::warn!("zygote: code and constants stay file-backed: {e}"),
     }
     if let (Some(app), Some(confine)) = (
