@@ -67,6 +67,24 @@ fn every_scenario_runs_and_reports_its_rows() {
         assert!(r["rate_per_s"].as_f64().unwrap() > 0.0, "{key}: {r}");
     }
     assert!(row("action.above_floor")["p50_us"].as_f64().unwrap() >= 0.0);
+    // A spawned server's CPU and wake-ups per unit of work, read off its processes.
+    for (key, unit) in [
+        ("create.rate", "session"),
+        ("action.round_trip", "round trip"),
+    ] {
+        let note = row(key)["note"].as_str().unwrap().to_string();
+        let runs: f64 = note
+            .split(" thread runs per ")
+            .next()
+            .and_then(|s| s.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{key}: no thread runs in {note:?}"));
+        assert!(runs > 0.0, "{key}: {note}");
+        assert!(
+            note.contains(&format!("thread runs per {unit}")),
+            "{key}: {note}"
+        );
+    }
     assert_eq!(row("live.open")["n"], 10, "every live session opened");
     assert!(row("busy.spins")["n"].as_u64().unwrap() > 0);
 }

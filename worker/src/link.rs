@@ -4,10 +4,16 @@
 //! Blocking on purpose, like the zygote's loop: a worker does one thing at a time (a turn, a
 //! timer callback, a reply), so an async runtime only added its own start-up to every worker
 //! (an I/O driver, a timer wheel, a signal pipe: ≈ 6 % of the CPU a session's creation costs,
-//! and its heap) and an `epoll_wait` per message. The socket itself is blocking, so that waiting
-//! for the next message with no deadline is the `recv` alone (one system call, not a `poll` and
-//! then a `recv`); the SIGSYS handler's report (`confine/sigsys.rs`) sends with `MSG_DONTWAIT`,
-//! so it can never block on a full buffer.
+//! and its heap) and an `epoll_wait` per message.
+//!
+//! Waiting is a `poll` for readability, then the read; never a read that blocks. A Unix stream
+//! socket wakes every task sleeping on it whenever its peer consumes what it sent
+//! (`unix_write_space`), and a task blocked in `recv` does not filter that wake-up by event as
+//! `poll` does. So a worker that sent a reply and then blocked in `recv` was woken for nothing
+//! as soon as the broker read the reply: a second context switch per message, and an
+//! inter-processor interrupt on the broker's side of every round trip. The socket stays
+//! blocking (after `poll` says readable, the read finds bytes or EOF); the SIGSYS handler's
+//! report (`confine/sigsys.rs`) sends with `MSG_DONTWAIT`, so it can never block on a full buffer.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -84,22 +90,18 @@ impl Link {
     /// The next message, or [`Recv::Timeout`] once `deadline` has passed with none waiting (a
     /// deadline already past still takes a message that is there). `None`: wait for ever.
     pub fn recv(&mut self, deadline: Option<Instant>) -> Recv {
-        // With no deadline the read itself waits; with one, `poll` waits (up to the deadline)
-        // and the read that follows finds the bytes there. A socket that turns out to be
-        // non-blocking (WouldBlock) is waited on with `poll` as well.
-        let mut poll_first = deadline.is_some();
+        // `poll` waits (up to the deadline, if any) and the read that follows finds the bytes
+        // there: see the module's comment for why the read itself never waits.
         loop {
             match self.codec.decode(&mut self.inbox) {
                 Ok(Some(msg)) => return Recv::Message(msg),
                 Ok(None) => {}
                 Err(e) => return Recv::Broken(e),
             }
-            if poll_first {
-                match self.wait(PollFlags::POLLIN, deadline) {
-                    Ok(true) => {}
-                    Ok(false) => return Recv::Timeout,
-                    Err(e) => return Recv::Broken(e.into()),
-                }
+            match self.wait(PollFlags::POLLIN, deadline) {
+                Ok(true) => {}
+                Ok(false) => return Recv::Timeout,
+                Err(e) => return Recv::Broken(e.into()),
             }
             self.inbox.reserve(READ_CHUNK);
             let start = self.inbox.len();
@@ -110,7 +112,7 @@ impl Link {
             match read {
                 Ok(0) => return Recv::Closed,
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => poll_first = true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => return Recv::Closed,
                 Err(e) => return Recv::Broken(e.into()),
@@ -200,6 +202,58 @@ mod tests {
         assert!(Instant::now() >= soon, "the wait ended before its deadline");
         drop(broker);
         assert!(matches!(link.recv(None), Recv::Closed));
+    }
+
+    /// A field of `/proc/self/task/<tid>/status` (`State`'s letter, or a count).
+    fn task_status(tid: i32, field: &str) -> String {
+        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        line[field.len()..].trim().to_string()
+    }
+
+    #[test]
+    fn a_waiting_worker_is_not_woken_when_the_broker_reads_what_it_sent() {
+        let (mut link, mut broker) = pair(false);
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
+            link.send(WorkerToBroker::Pong { seq: 1 }).unwrap();
+            matches!(
+                link.recv(None),
+                Recv::Message(BrokerToWorker::Ping { seq: 2 })
+            )
+        });
+        let tid = tid_rx.recv().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The worker sent its reply and is asleep waiting for the next message.
+        while !task_status(tid, "State:").starts_with('S') {
+            assert!(Instant::now() < deadline, "the worker never went to sleep");
+            std::thread::yield_now();
+        }
+        let asleep = task_status(tid, "voluntary_ctxt_switches:");
+        let mut reply = [0u8; 64];
+        assert!(broker.read(&mut reply).unwrap() > 0);
+        // A wake-up for nothing would show within microseconds as one more voluntary switch
+        // (it runs, finds nothing, sleeps again); nothing to wait for when all is well, so
+        // the window is the detector's.
+        let window = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < window {
+            assert_eq!(
+                task_status(tid, "voluntary_ctxt_switches:"),
+                asleep,
+                "the worker was woken when the broker read its reply"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut frames = BytesMut::new();
+        FrameCodec::<WorkerToBroker, BrokerToWorker>::default()
+            .encode(BrokerToWorker::Ping { seq: 2 }, &mut frames)
+            .unwrap();
+        broker.write_all(&frames).unwrap();
+        assert!(
+            worker.join().unwrap(),
+            "the worker did not get the next message"
+        );
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub async fn busy(
             )
             .await?,
         );
-        let mut action = scenarios::action(addr, iterations, pb).await?;
+        let mut action = scenarios::action(addr, iterations, None, pb).await?;
         action.key = "busy.action.round_trip".into();
         action.name = format!("action round trip of a quiet session, {at}");
         rows.push(action);

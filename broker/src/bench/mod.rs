@@ -344,7 +344,7 @@ async fn run_one(
         }
         Scenario::Action => {
             let pb = progress("action round trip");
-            rows.push(scenarios::action(addr, args.iterations, &pb).await?);
+            rows.push(scenarios::action(addr, args.iterations, server.pid, &pb).await?);
             pb.finish_and_clear();
         }
         Scenario::Relay => {

@@ -110,7 +110,7 @@ pub async fn create_rate(
     pb: &ProgressBar,
 ) -> Result<Row, String> {
     pb.set_length(sessions as u64);
-    let cpu_before = server_pid.map(super::target::tree_cpu);
+    let usage_before = server_pid.map(super::target::tree_usage);
     let started = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = JoinSet::new();
@@ -140,10 +140,11 @@ pub async fn create_rate(
     let elapsed = start.elapsed();
     let created = all.len();
     let mut note = format!("{clients} clients");
-    if let (Some(pid), Some(before), true) = (server_pid, cpu_before, created > 0) {
-        let spent = super::target::tree_cpu(pid).saturating_sub(before);
-        let per = spent.as_secs_f64() * 1e6 / created as f64;
-        note.push_str(&format!(", server CPU {per:.0} µs per session"));
+    if let (Some(pid), Some(before), true) = (server_pid, usage_before, created > 0) {
+        let (cpu, runs) = super::target::tree_usage(pid).per(before, created);
+        note.push_str(&format!(
+            ", server CPU {cpu:.0} µs and {runs:.1} thread runs per session"
+        ));
     }
     let note = tally.note(note);
     Ok(Row::latency(key, name, &all, note).with_rate(created, elapsed))
@@ -324,10 +325,19 @@ pub(super) async fn tab_with_action(
 }
 
 /// The action round trip: click → Lua method → change detection → the update back.
-pub async fn action(addr: &str, iterations: usize, pb: &ProgressBar) -> Result<Row, String> {
+///
+/// With `server_pid` (a server on this host), the note also gives the CPU time and the thread
+/// runs (wake-ups) all of the server's processes spent per round trip.
+pub async fn action(
+    addr: &str,
+    iterations: usize,
+    server_pid: Option<i32>,
+    pb: &ProgressBar,
+) -> Result<Row, String> {
     let mut tab = tab_with_action(addr, "count", "increment()").await?;
     let click = click(4);
     pb.set_length(iterations as u64);
+    let usage_before = server_pid.map(super::target::tree_usage);
     let mut h = Latencies::default();
     for i in 1..=iterations as i64 {
         let start = Instant::now();
@@ -339,11 +349,18 @@ pub async fn action(addr: &str, iterations: usize, pb: &ProgressBar) -> Result<R
         }
         pb.inc(1);
     }
+    let mut note = String::from("one WebSocket");
+    if let (Some(pid), Some(before)) = (server_pid, usage_before) {
+        let (cpu, runs) = super::target::tree_usage(pid).per(before, iterations as u64);
+        note.push_str(&format!(
+            ", server CPU {cpu:.0} µs and {runs:.1} thread runs per round trip"
+        ));
+    }
     Ok(Row::latency(
         "action.round_trip",
         "action round trip, 1 watched variable",
         &h,
-        "one WebSocket".into(),
+        note,
     ))
 }
 

@@ -192,11 +192,28 @@ pub fn descendants_named(root: i32, comm: &str) -> Vec<i32> {
         .collect()
 }
 
-/// CPU time run so far by `root` and its live descendants, every thread of each, from
-/// `/proc/PID/task/TID/schedstat` (nanoseconds; `/proc/PID/stat` counts in 10 ms ticks, which a
-/// worker's millisecond would round away). Processes that already ended are not counted.
-pub fn tree_cpu(root: i32) -> Duration {
-    let nanos: u64 = family(root)
+/// What `root` and its live descendants have run so far, every thread of each, from
+/// `/proc/PID/task/TID/schedstat`: CPU time (nanoseconds; `/proc/PID/stat` counts in 10 ms
+/// ticks, which a worker's millisecond would round away) and how many times a thread was put
+/// on a CPU (each wake-up is one, so the count is what cross-process hand-offs cost, whatever
+/// the machine's speed). Processes that already ended are not counted.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    pub cpu: Duration,
+    pub runs: u64,
+}
+
+impl Usage {
+    /// The usage since `before`, per `n` (sessions, round trips): (µs of CPU, runs).
+    pub fn per(self, before: Usage, n: u64) -> (f64, f64) {
+        let n = n.max(1) as f64;
+        let cpu = self.cpu.saturating_sub(before.cpu).as_secs_f64() * 1e6 / n;
+        (cpu, self.runs.saturating_sub(before.runs) as f64 / n)
+    }
+}
+
+pub fn tree_usage(root: i32) -> Usage {
+    let (nanos, runs) = family(root)
         .iter()
         .flat_map(|(pid, _)| {
             std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -204,9 +221,15 @@ pub fn tree_cpu(root: i32) -> Duration {
                 .flatten()
                 .filter_map(|t| {
                     let text = std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
-                    text.split_whitespace().next()?.parse::<u64>().ok()
+                    let mut fields = text.split_whitespace();
+                    let nanos = fields.next()?.parse::<u64>().ok()?;
+                    let runs = fields.nth(1)?.parse::<u64>().ok()?;
+                    Some((nanos, runs))
                 })
         })
-        .sum();
-    Duration::from_nanos(nanos)
+        .fold((0, 0), |(n, r), (tn, tr)| (n + tn, r + tr));
+    Usage {
+        cpu: Duration::from_nanos(nanos),
+        runs,
+    }
 }
