@@ -29,10 +29,11 @@ async fn past_the_descriptor_headroom_requests_get_503_promptly() {
     assert!(body.contains("file descriptors"), "{body}");
     assert!(!tabs.is_empty(), "some sessions fit before the limit");
     // Still serving: the health check, and further sessions are refused promptly again (the
-    // budget's recount may find room for one or two more first: those must still work).
+    // budget's recount may find room for a few more first, more of them the slower the
+    // machine, as each recount replaces an estimate with the count: those must still work).
     let (status, _) = broker.get("/healthz").await;
     assert_eq!(status, 200);
-    let again = fill_until_refused(&broker, &client, &mut tabs, 20).await;
+    let again = fill_until_refused(&broker, &client, &mut tabs, 60).await;
     assert!(again.contains("file descriptors"), "{again}");
     // `/readyz` says so while no session fits. A recount since the refusal may have found room
     // for one more (what a session was estimated to cost against what it holds): then that
@@ -44,7 +45,7 @@ async fn past_the_descriptor_headroom_requests_get_503_promptly() {
             not_ready = Some(body);
             break;
         }
-        fill_until_refused(&broker, &client, &mut tabs, 20).await;
+        fill_until_refused(&broker, &client, &mut tabs, 60).await;
     }
     let not_ready = not_ready.expect("/readyz kept answering ready with no session fitting");
     assert!(not_ready.contains("file descriptors"), "{not_ready}");
