@@ -112,8 +112,8 @@ impl Link {
             match read {
                 Ok(0) => return Recv::Closed,
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                // Readiness that another read took, or a signal: wait again.
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => return Recv::Closed,
                 Err(e) => return Recv::Broken(e.into()),
             }

@@ -141,10 +141,7 @@ pub async fn create_rate(
     let created = all.len();
     let mut note = format!("{clients} clients");
     if let (Some(pid), Some(before), true) = (server_pid, usage_before, created > 0) {
-        let (cpu, runs) = super::target::tree_usage(pid).per(before, created);
-        note.push_str(&format!(
-            ", server CPU {cpu:.0} µs and {runs:.1} thread runs per session"
-        ));
+        note.push_str(&super::target::tree_usage(pid).note_since(before, created, "session"));
     }
     let note = tally.note(note);
     Ok(Row::latency(key, name, &all, note).with_rate(created, elapsed))
@@ -351,10 +348,8 @@ pub async fn action(
     }
     let mut note = String::from("one WebSocket");
     if let (Some(pid), Some(before)) = (server_pid, usage_before) {
-        let (cpu, runs) = super::target::tree_usage(pid).per(before, iterations as u64);
-        note.push_str(&format!(
-            ", server CPU {cpu:.0} µs and {runs:.1} thread runs per round trip"
-        ));
+        let usage = super::target::tree_usage(pid);
+        note.push_str(&usage.note_since(before, iterations as u64, "round trip"));
     }
     Ok(Row::latency(
         "action.round_trip",

@@ -192,11 +192,9 @@ pub fn descendants_named(root: i32, comm: &str) -> Vec<i32> {
         .collect()
 }
 
-/// What `root` and its live descendants have run so far, every thread of each, from
-/// `/proc/PID/task/TID/schedstat`: CPU time (nanoseconds; `/proc/PID/stat` counts in 10 ms
-/// ticks, which a worker's millisecond would round away) and how many times a thread was put
-/// on a CPU (each wake-up is one, so the count is what cross-process hand-offs cost, whatever
-/// the machine's speed). Processes that already ended are not counted.
+/// What a process tree has run: CPU time, and how many times a thread was put on a CPU (each
+/// wake-up is one, so the count is what cross-process hand-offs cost, whatever the machine's
+/// speed).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Usage {
     pub cpu: Duration,
@@ -204,14 +202,20 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// The usage since `before`, per `n` (sessions, round trips): (µs of CPU, runs).
-    pub fn per(self, before: Usage, n: u64) -> (f64, f64) {
+    /// The note's clause for the usage since `before`, per one of `n` `unit`s (sessions,
+    /// round trips).
+    pub fn note_since(self, before: Usage, n: u64, unit: &str) -> String {
         let n = n.max(1) as f64;
         let cpu = self.cpu.saturating_sub(before.cpu).as_secs_f64() * 1e6 / n;
-        (cpu, self.runs.saturating_sub(before.runs) as f64 / n)
+        let runs = self.runs.saturating_sub(before.runs) as f64 / n;
+        format!(", server CPU {cpu:.0} µs and {runs:.1} thread runs per {unit}")
     }
 }
 
+/// What `root` and its live descendants have run so far, every thread of each, from
+/// `/proc/PID/task/TID/schedstat` (CPU in nanoseconds: `/proc/PID/stat` counts in 10 ms ticks,
+/// which a worker's millisecond would round away; then the number of runs). Processes that
+/// already ended are not counted.
 pub fn tree_usage(root: i32) -> Usage {
     let (nanos, runs) = family(root)
         .iter()
